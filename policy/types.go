@@ -1,0 +1,306 @@
+package policy
+
+import (
+	"fmt"
+	"time"
+)
+
+// Position is a place in a policies file.
+type Position struct {
+	File   string
+	Line   int
+	Column int
+}
+
+// String formats the position as file:line:column.
+func (p Position) String() string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column) }
+
+// Duration is a time.Duration that policies.yaml writes as "90d", "12h",
+// "30m", "45s" or combinations ("1d12h").
+type Duration time.Duration
+
+// D returns the duration as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Ref points at secret material kept outside policies.yaml: an environment
+// variable or a file. Exactly one of Env and File is set.
+type Ref struct {
+	Env  string `yaml:"env"`
+	File string `yaml:"file"`
+	// Pos is where the reference stands in the policies file.
+	Pos Position `yaml:"-"`
+}
+
+// File is a loaded, validated policies file.
+type File struct {
+	// Path is the file it was loaded from.
+	Path     string            `yaml:"-"`
+	Version  int               `yaml:"version"`
+	Defaults Defaults          `yaml:"defaults"`
+	Classes  map[string]*Class `yaml:"classes"`
+	Stores   []*StoreSpec      `yaml:"stores"`
+	Secrets  []*SecretSpec     `yaml:"secrets"`
+	Notify   NotifySpec        `yaml:"notify"`
+}
+
+// Defaults apply to every class that does not set its own value.
+type Defaults struct {
+	Grace     *Duration   `yaml:"grace"`
+	Monitor   *Duration   `yaml:"monitor"`
+	OnTimeout string      `yaml:"on_timeout"`
+	Retry     *RetrySpec  `yaml:"retry"`
+	Window    *WindowSpec `yaml:"window"`
+	Jitter    *Duration   `yaml:"jitter"`
+	// TimeZone for windows and for `rotator plan` output (IANA name,
+	// default UTC).
+	TimeZone string `yaml:"time_zone"`
+}
+
+// WindowSpec limits when rotations may start.
+type WindowSpec struct {
+	// Days are the weekdays allowed: mon, tue, wed, thu, fri, sat, sun.
+	// Empty means every day.
+	Days []string `yaml:"days"`
+	// Hours is "HH:MM-HH:MM" in the time zone; it may wrap past midnight
+	// ("22:00-04:00"). Empty means all day.
+	Hours string `yaml:"hours"`
+	// TimeZone is an IANA name; default Defaults.TimeZone, then UTC.
+	TimeZone string `yaml:"time_zone"`
+	// Blackouts are dates ("2026-12-24") or inclusive ranges
+	// ("2026-12-20..2027-01-02") on which nothing starts.
+	Blackouts []string `yaml:"blackouts"`
+	Pos       Position `yaml:"-"`
+}
+
+// Class is a kind of secret with its rotation interval. admin_token (30d),
+// database (90d) and api_key (180d) are built in; the file may override
+// them and add others.
+type Class struct {
+	Interval  *Duration   `yaml:"interval"`
+	Grace     *Duration   `yaml:"grace"`
+	Monitor   *Duration   `yaml:"monitor"`
+	OnTimeout string      `yaml:"on_timeout"`
+	Retry     *RetrySpec  `yaml:"retry"`
+	Window    *WindowSpec `yaml:"window"`
+	Jitter    *Duration   `yaml:"jitter"`
+	// SlackChannel overrides notify.slack.channel for the class.
+	SlackChannel string   `yaml:"slack_channel"`
+	Pos          Position `yaml:"-"`
+}
+
+// RetrySpec bounds the retries of a failing step.
+type RetrySpec struct {
+	// Attempts is the number of tries of a step, the first included.
+	Attempts int `yaml:"attempts"`
+	// Initial is the wait before the second try; it doubles each time.
+	Initial *Duration `yaml:"initial"`
+	// Max caps the wait between tries.
+	Max *Duration `yaml:"max"`
+}
+
+// StoreSpec defines a secret store by name. Exactly one of Files, Vault and
+// AWSSM is set.
+type StoreSpec struct {
+	Name  string     `yaml:"name"`
+	Files *FilesSpec `yaml:"files"`
+	Vault *VaultSpec `yaml:"vault"`
+	AWSSM *AWSSMSpec `yaml:"awssm"`
+	Pos   Position   `yaml:"-"`
+}
+
+// Type returns "files", "vault" or "awssm".
+func (s *StoreSpec) Type() string {
+	switch {
+	case s.Files != nil:
+		return "files"
+	case s.Vault != nil:
+		return "vault"
+	case s.AWSSM != nil:
+		return "awssm"
+	}
+	return ""
+}
+
+// FilesSpec is a directory of files (Docker secrets, Kubernetes mounts).
+type FilesSpec struct {
+	// Dir is the directory; relative paths are relative to the policies file.
+	Dir string `yaml:"dir"`
+	// Format is "json" (default: username, password, version...) or "raw"
+	// (the secret alone; metadata in a .meta.json beside it).
+	Format string `yaml:"format"`
+}
+
+// VaultSpec is a HashiCorp Vault KV v2 mount.
+type VaultSpec struct {
+	// Address defaults to VAULT_ADDR.
+	Address   string        `yaml:"address"`
+	Mount     string        `yaml:"mount"`
+	Namespace string        `yaml:"namespace"`
+	TLS       VaultTLSSpec  `yaml:"tls"`
+	Auth      VaultAuthSpec `yaml:"auth"`
+}
+
+// VaultTLSSpec configures TLS to Vault.
+type VaultTLSSpec struct {
+	CAFile     string `yaml:"ca_file"`
+	ServerName string `yaml:"server_name"`
+}
+
+// VaultAuthSpec chooses the auth method: at most one is set; none means a
+// token from VAULT_TOKEN.
+type VaultAuthSpec struct {
+	Token      *VaultTokenAuth      `yaml:"token"`
+	AppRole    *VaultAppRoleAuth    `yaml:"approle"`
+	Kubernetes *VaultKubernetesAuth `yaml:"kubernetes"`
+}
+
+// VaultTokenAuth uses a token.
+type VaultTokenAuth struct {
+	Token Ref `yaml:"token"`
+}
+
+// VaultAppRoleAuth logs in with AppRole.
+type VaultAppRoleAuth struct {
+	Mount    string `yaml:"mount"` // default "approle"
+	RoleID   Ref    `yaml:"role_id"`
+	SecretID Ref    `yaml:"secret_id"`
+}
+
+// VaultKubernetesAuth logs in with a service-account token.
+type VaultKubernetesAuth struct {
+	Mount   string `yaml:"mount"` // default "kubernetes"
+	Role    string `yaml:"role"`
+	JWTFile string `yaml:"jwt_file"` // default /var/run/secrets/kubernetes.io/serviceaccount/token
+}
+
+// AWSSMSpec is AWS Secrets Manager in one region.
+type AWSSMSpec struct {
+	Region   string `yaml:"region"`
+	Endpoint string `yaml:"endpoint"`
+	KMSKeyID string `yaml:"kms_key_id"`
+	// Create the secret when it does not exist (default true).
+	Create *bool             `yaml:"create"`
+	Tags   map[string]string `yaml:"tags"`
+}
+
+// SecretSpec is one managed secret.
+type SecretSpec struct {
+	// ID is path-like: db/postgres, api/openrouter.
+	ID          string         `yaml:"id"`
+	Class       string         `yaml:"class"`
+	Description string         `yaml:"description"`
+	Rotator     RotatorSpec    `yaml:"rotator"`
+	Publish     []*PublishSpec `yaml:"publish"`
+	Checks      []*CheckSpec   `yaml:"checks"`
+	// Overrides of the class.
+	Interval  *Duration   `yaml:"interval"`
+	Grace     *Duration   `yaml:"grace"`
+	Monitor   *Duration   `yaml:"monitor"`
+	OnTimeout string      `yaml:"on_timeout"`
+	Retry     *RetrySpec  `yaml:"retry"`
+	Window    *WindowSpec `yaml:"window"`
+	Jitter    *Duration   `yaml:"jitter"`
+	// Cron replaces the interval with a cron schedule (5 fields, or a
+	// descriptor such as @weekly), parsed with robfig/cron.
+	Cron string `yaml:"cron"`
+	// AdoptAge: on a first rotation, count the age from the version the
+	// stores already hold instead of rotating at once.
+	AdoptAge     bool     `yaml:"adopt_age"`
+	SlackChannel string   `yaml:"slack_channel"`
+	Pos          Position `yaml:"-"`
+}
+
+// RotatorSpec chooses the kind of credential: exactly one is set.
+type RotatorSpec struct {
+	Postgres *PostgresSpec `yaml:"postgres"`
+	Pos      Position      `yaml:"-"`
+}
+
+// Type returns "postgres", ...
+func (r RotatorSpec) Type() string {
+	switch {
+	case r.Postgres != nil:
+		return "postgres"
+	}
+	return ""
+}
+
+// PostgresSpec rotates a Postgres role password.
+type PostgresSpec struct {
+	// AdminDSN connects as a role that may ALTER ROLE the login roles.
+	AdminDSN Ref `yaml:"admin_dsn"`
+	// Role is the group role (blue_green) or the login role (single_role).
+	Role string `yaml:"role"`
+	// Mode is "blue_green" (default) or "single_role".
+	Mode string `yaml:"mode"`
+	// TerminateSessions ends sessions still open on the old role at retire.
+	TerminateSessions bool         `yaml:"terminate_sessions"`
+	Password          PasswordSpec `yaml:"password"`
+	// Connection is published beside the credential so applications can
+	// build a DSN: host, port, database, sslmode.
+	Connection map[string]string `yaml:"connection"`
+}
+
+// PasswordSpec shapes generated passwords.
+type PasswordSpec struct {
+	Length   int    `yaml:"length"`   // default 32
+	Alphabet string `yaml:"alphabet"` // default A-Z a-z 0-9 (safe in a URL)
+}
+
+// PublishSpec names a store and the path of the secret in it.
+type PublishSpec struct {
+	Store string   `yaml:"store"`
+	Path  string   `yaml:"path"`
+	Pos   Position `yaml:"-"`
+}
+
+// CheckSpec is one way of verifying that clients moved: exactly one is set.
+type CheckSpec struct {
+	// Delay passes once the duration has passed since publish.
+	Delay *Duration `yaml:"delay"`
+	Pos   Position  `yaml:"-"`
+}
+
+// NotifySpec says whom to tell, and about what.
+type NotifySpec struct {
+	Slack    *SlackSpec     `yaml:"slack"`
+	Webhooks []*WebhookSpec `yaml:"webhooks"`
+	// RemindBefore sends a notice this long before a scheduled rotation
+	// (optional).
+	RemindBefore *Duration `yaml:"remind_before"`
+}
+
+// Event names a notification may be sent for.
+const (
+	EventRotationFailed    = "rotation_failed"
+	EventRollback          = "rollback"
+	EventQuarantined       = "quarantined"
+	EventOverdue           = "overdue"
+	EventRotationSucceeded = "rotation_succeeded"
+	EventUpcoming          = "upcoming"
+	EventResolved          = "resolved"
+)
+
+// SlackSpec posts to Slack: an incoming webhook, or a bot token and a
+// channel (exactly one of WebhookURL and Token).
+type SlackSpec struct {
+	WebhookURL *Ref   `yaml:"webhook_url"`
+	Token      *Ref   `yaml:"token"`
+	Channel    string `yaml:"channel"`
+	// APIURL overrides Slack's API base URL (tests, proxies).
+	APIURL string `yaml:"api_url"`
+	// Events to send; default: rotation_failed, rollback, quarantined,
+	// overdue, resolved.
+	Events []string `yaml:"events"`
+	Pos    Position `yaml:"-"`
+}
+
+// WebhookSpec posts events as JSON signed with HMAC-SHA256.
+type WebhookSpec struct {
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
+	// Secret is the HMAC key.
+	Secret Ref      `yaml:"secret"`
+	Events []string `yaml:"events"`
+	Pos    Position `yaml:"-"`
+}
