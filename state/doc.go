@@ -1,0 +1,32 @@
+// Package state keeps rotator's durable state in Postgres (pgx/v5).
+//
+// # Schema
+//
+// Migrations are embedded (migrations/*.sql) and applied by Migrate, each in
+// its own transaction together with its row in rotator_schema_migrations.
+// Migrate is idempotent, serialised by an advisory lock, and refuses a schema
+// newer than the binary. Every other command calls CheckSchema first.
+//
+// Tables: rotator_secrets (one row per managed secret: status, current and
+// previous version metadata, last outcome, next due time), rotator_runs (one
+// row per rotation or rollback), rotator_steps (the journal: a row written
+// before each external action, completed after it), rotator_audit
+// (append-only: a trigger rejects UPDATE and DELETE) and rotator_leases.
+//
+// # No plaintext
+//
+// Nothing here holds a plaintext secret. Credentials are described by Meta
+// (username, key id). A run that must keep its new credential across a crash
+// stores it sealed (internal/seal: AES-256-GCM, run id as associated data) in
+// rotator_runs.sealed.
+//
+// # Leases and fencing
+//
+// A per-secret lease (AcquireLease) makes a run advance in one place at a
+// time. Each takeover increments the lease's token; InTx locks the lease row
+// and compares the token before any write, so a process that lost its lease
+// (it stalled past the expiry and another took over) cannot write. A unique
+// index allows one unfinished run per secret, as a second line of defence.
+// After taking a lease, callers re-read the secret and its active run
+// before deciding what to do.
+package state
