@@ -1,0 +1,100 @@
+package rotation
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/rotator/rotator/internal/secret"
+)
+
+// Target is one managed secret as the engine sees it: built from the policy
+// by the caller (cmd/rotator) with the rotator, stores and checks it names.
+type Target struct {
+	ID    string
+	Class string
+	// Rotator does the target-side work.
+	Rotator Rotator
+	// Publish lists where each version goes, in order.
+	Publish []Publication
+	// Checks decide when clients moved (besides Rotator.Clients).
+	Checks []Check
+	// Grace bounds the verify step; OnTimeout ("hold" or "proceed") says
+	// what happens when it ends with clients still on the old credential.
+	Grace     time.Duration
+	OnTimeout string
+	// Monitor is how long the new credential is re-tested after retire.
+	Monitor time.Duration
+	// Terminate ends sessions still open on the old credential at retire.
+	Terminate bool
+	// Retry bounds the tries of each external action.
+	Retry Retry
+	// Poll is how often verify and monitor look again (default 5s,
+	// never longer than what is left of the grace).
+	Poll time.Duration
+	// Channel is a Slack channel override for this secret's events.
+	Channel string
+}
+
+// Publication is one store path a secret is published to.
+type Publication struct {
+	StoreName string
+	Path      string
+	Store     Store
+}
+
+// String names it as store:path.
+func (p Publication) String() string { return p.StoreName + ":" + p.Path }
+
+// Retry bounds retries: Attempts tries in all, waiting Initial, then twice
+// as long each time, at most Max.
+type Retry struct {
+	Attempts int
+	Initial  time.Duration
+	Max      time.Duration
+}
+
+func (r Retry) normalized() Retry {
+	if r.Attempts < 1 {
+		r.Attempts = 1
+	}
+	if r.Initial <= 0 {
+		r.Initial = time.Second
+	}
+	if r.Max < r.Initial {
+		r.Max = r.Initial
+	}
+	return r
+}
+
+// Delay is the plain grace-delay check: it passes once D has passed since
+// the new version was published.
+type Delay struct{ D time.Duration }
+
+// Name implements Check.
+func (d Delay) Name() string { return "delay " + d.D.String() }
+
+// Check implements Check.
+func (d Delay) Check(_ context.Context, req CheckRequest) (CheckResult, error) {
+	ready := req.PublishedAt.Add(d.D)
+	if !req.Now.Before(ready) {
+		return CheckResult{Passed: true}, nil
+	}
+	return CheckResult{Detail: fmt.Sprintf("waiting until %s (%s after publish)", ready.UTC().Format(time.RFC3339), d.D)}, nil
+}
+
+var _ Check = Delay{}
+
+// Redact replaces every occurrence of the given secrets in s by REDACTED.
+// The engine passes every error text through it before it is journaled,
+// logged or sent, as a second line of defence behind the seams' own
+// promise never to put a secret in an error.
+func Redact(s string, values ...secret.Value) string {
+	for _, v := range values {
+		if p := v.Reveal(); len(p) >= 4 {
+			s = strings.ReplaceAll(s, p, secret.Redacted)
+		}
+	}
+	return s
+}
