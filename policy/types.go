@@ -12,8 +12,20 @@ type Position struct {
 	Column int
 }
 
-// String formats the position as file:line:column.
-func (p Position) String() string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column) }
+// String formats the position as file:line:column, leaving out a line or
+// column that is not known (zero).
+func (p Position) String() string {
+	switch {
+	case p.Line == 0:
+		return p.File
+	case p.Column == 0:
+		return fmt.Sprintf("%s:%d", p.File, p.Line)
+	}
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column)
+}
+
+// IsZero reports whether the position is unknown.
+func (p Position) IsZero() bool { return p == Position{} }
 
 // Duration is a time.Duration that policies.yaml writes as "90d", "12h",
 // "30m", "45s" or combinations ("1d12h").
@@ -29,12 +41,17 @@ type Ref struct {
 	File string `yaml:"file"`
 	// Pos is where the reference stands in the policies file.
 	Pos Position `yaml:"-"`
+	// Dir is the directory a relative File is resolved against: the
+	// directory of the policies file, set by Load and Parse.
+	Dir string `yaml:"-"`
 }
 
 // File is a loaded, validated policies file.
 type File struct {
-	// Path is the file it was loaded from.
-	Path     string            `yaml:"-"`
+	// Path is the file it was loaded from (the name given to Parse).
+	Path string `yaml:"-"`
+	// dir is the directory of Path, absolute where it could be made so.
+	dir      string
 	Version  int               `yaml:"version"`
 	Defaults Defaults          `yaml:"defaults"`
 	Classes  map[string]*Class `yaml:"classes"`

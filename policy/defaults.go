@@ -1,0 +1,261 @@
+package policy
+
+import (
+	"maps"
+	"reflect"
+	"slices"
+	"time"
+)
+
+// Built-in defaults, used where neither the secret, its class nor the
+// file's defaults set a value.
+const (
+	DefaultGrace         = 10 * time.Minute
+	DefaultMonitor       = 5 * time.Minute
+	DefaultOnTimeout     = OnTimeoutHold
+	DefaultRetryAttempts = 3
+	DefaultRetryInitial  = 2 * time.Second
+	DefaultRetryMax      = time.Minute
+	DefaultJitter        = 30 * time.Minute
+	DefaultTimeZone      = "UTC"
+
+	DefaultVaultMount          = "secret"
+	DefaultAppRoleMount        = "approle"
+	DefaultKubernetesMount     = "kubernetes"
+	DefaultKubernetesJWTFile   = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+	DefaultFilesFormat         = "json"
+	DefaultPostgresMode        = ModeBlueGreen
+	DefaultPasswordLength      = 32
+	DefaultPasswordAlphabet    = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	MinInterval                = time.Hour
+	MinPasswordLength          = 16
+	MaxPasswordLength          = 128
+	MinPasswordAlphabet        = 16
+	MaxRetryAttempts           = 20
+	postgresRoleMaxLen         = 51 // + "_green" stays within 63 bytes
+	passwordAlphabetCharacters = "letters, digits and - . _ ~"
+)
+
+// Values of on_timeout, mode and files format.
+const (
+	OnTimeoutHold    = "hold"
+	OnTimeoutProceed = "proceed"
+	ModeBlueGreen    = "blue_green"
+	ModeSingleRole   = "single_role"
+	FormatJSON       = "json"
+	FormatRaw        = "raw"
+)
+
+// builtinClasses returns the classes every file has.
+func builtinClasses() map[string]*Class {
+	d := func(v time.Duration) *Duration { x := Duration(v); return &x }
+	return map[string]*Class{
+		"admin_token": {Interval: d(30 * Day)},
+		"database":    {Interval: d(90 * Day)},
+		"api_key":     {Interval: d(180 * Day)},
+	}
+}
+
+// DefaultEvents are the events sent when a Slack or webhook block lists
+// none: the ones that need a person.
+func DefaultEvents() []string {
+	return []string{EventRotationFailed, EventRollback, EventQuarantined, EventOverdue, EventResolved}
+}
+
+// AllEvents lists every event name.
+func AllEvents() []string {
+	return []string{EventRotationFailed, EventRollback, EventQuarantined, EventOverdue,
+		EventRotationSucceeded, EventUpcoming, EventResolved}
+}
+
+// mergeClasses lays the file's classes over the built-in ones: a field the
+// file sets replaces the built-in value, the others are kept.
+func mergeClasses(file map[string]*Class) map[string]*Class {
+	out := builtinClasses()
+	for name, c := range file {
+		if c == nil {
+			continue
+		}
+		base, ok := out[name]
+		if !ok {
+			out[name] = c
+			continue
+		}
+		merged := *base
+		bv, cv := reflect.ValueOf(&merged).Elem(), reflect.ValueOf(c).Elem()
+		for i := range cv.NumField() {
+			if !cv.Field(i).IsZero() {
+				bv.Field(i).Set(cv.Field(i))
+			}
+		}
+		out[name] = &merged
+	}
+	return out
+}
+
+// fillDefaults writes the documented defaults into the specs, so the
+// packages that build stores and rotators read them as set.
+func (f *File) fillDefaults() {
+	if f.Version == 0 {
+		f.Version = 1
+	}
+	f.Classes = mergeClasses(f.Classes)
+	for _, s := range f.Stores {
+		switch {
+		case s.Files != nil:
+			if s.Files.Format == "" {
+				s.Files.Format = DefaultFilesFormat
+			}
+		case s.Vault != nil:
+			if s.Vault.Mount == "" {
+				s.Vault.Mount = DefaultVaultMount
+			}
+			if a := s.Vault.Auth.AppRole; a != nil && a.Mount == "" {
+				a.Mount = DefaultAppRoleMount
+			}
+			if k := s.Vault.Auth.Kubernetes; k != nil {
+				if k.Mount == "" {
+					k.Mount = DefaultKubernetesMount
+				}
+				if k.JWTFile == "" {
+					k.JWTFile = DefaultKubernetesJWTFile
+				}
+			}
+		case s.AWSSM != nil:
+			if s.AWSSM.Create == nil {
+				t := true
+				s.AWSSM.Create = &t
+			}
+		}
+	}
+	for _, s := range f.Secrets {
+		if p := s.Rotator.Postgres; p != nil {
+			if p.Mode == "" {
+				p.Mode = DefaultPostgresMode
+			}
+			if p.Password.Length == 0 {
+				p.Password.Length = DefaultPasswordLength
+			}
+			if p.Password.Alphabet == "" {
+				p.Password.Alphabet = DefaultPasswordAlphabet
+			}
+		}
+	}
+	if sl := f.Notify.Slack; sl != nil && len(sl.Events) == 0 {
+		sl.Events = DefaultEvents()
+	}
+	for _, w := range f.Notify.Webhooks {
+		if len(w.Events) == 0 {
+			w.Events = DefaultEvents()
+		}
+	}
+}
+
+// Retry is the effective retry policy of a secret.
+type Retry struct {
+	Attempts     int
+	Initial, Max time.Duration
+}
+
+// Settings are a secret's effective settings.
+type Settings struct {
+	Class string
+	// Interval between rotations (from the secret, else its class).
+	Interval time.Duration
+	// Cron, when set, replaces Interval.
+	Cron           string
+	Grace, Monitor time.Duration
+	OnTimeout      string
+	Retry          Retry
+	// Window is nil when rotations may start at any time; its TimeZone is
+	// always set.
+	Window   *WindowSpec
+	Jitter   time.Duration
+	TimeZone string
+	AdoptAge bool
+	// SlackChannel is the secret's, its class's, or notify.slack.channel.
+	SlackChannel string
+}
+
+// Settings returns the effective settings of s: each value comes from the
+// secret, else its class, else the file's defaults, else the built-in
+// defaults. Retry is merged field by field; a window is taken whole.
+func (f *File) Settings(s *SecretSpec) Settings {
+	c := f.Classes[s.Class]
+	if c == nil {
+		c = &Class{}
+	}
+	df := &f.Defaults
+	out := Settings{
+		Class:     s.Class,
+		Cron:      s.Cron,
+		Grace:     firstDuration(DefaultGrace, s.Grace, c.Grace, df.Grace),
+		Monitor:   firstDuration(DefaultMonitor, s.Monitor, c.Monitor, df.Monitor),
+		Jitter:    firstDuration(DefaultJitter, s.Jitter, c.Jitter, df.Jitter),
+		Interval:  firstDuration(0, s.Interval, c.Interval),
+		OnTimeout: firstString(DefaultOnTimeout, s.OnTimeout, c.OnTimeout, df.OnTimeout),
+		TimeZone:  firstString(DefaultTimeZone, df.TimeZone),
+		AdoptAge:  s.AdoptAge,
+		Retry:     Retry{Attempts: DefaultRetryAttempts, Initial: DefaultRetryInitial, Max: DefaultRetryMax},
+	}
+	var slackChannel string
+	if f.Notify.Slack != nil {
+		slackChannel = f.Notify.Slack.Channel
+	}
+	out.SlackChannel = firstString("", s.SlackChannel, c.SlackChannel, slackChannel)
+	// Lowest precedence first, so each later one overrides what it sets.
+	for _, r := range []*RetrySpec{df.Retry, c.Retry, s.Retry} {
+		if r == nil {
+			continue
+		}
+		if r.Attempts != 0 {
+			out.Retry.Attempts = r.Attempts
+		}
+		if r.Initial != nil {
+			out.Retry.Initial = r.Initial.D()
+		}
+		if r.Max != nil {
+			out.Retry.Max = r.Max.D()
+		}
+	}
+	for _, w := range []*WindowSpec{s.Window, c.Window, df.Window} {
+		if w != nil {
+			cp := *w
+			cp.Days = append([]string(nil), w.Days...)
+			cp.Blackouts = append([]string(nil), w.Blackouts...)
+			if cp.TimeZone == "" {
+				cp.TimeZone = out.TimeZone
+			}
+			out.Window = &cp
+			break
+		}
+	}
+	return out
+}
+
+func firstDuration(def time.Duration, ds ...*Duration) time.Duration {
+	for _, d := range ds {
+		if d != nil {
+			return d.D()
+		}
+	}
+	return def
+}
+
+func firstString(def string, ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return def
+}
+
+// classNames lists the class names, sorted.
+func classNames(m map[string]*Class) []string {
+	return sortedKeys(m)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}

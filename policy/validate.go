@@ -1,0 +1,533 @@
+package policy
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	// Time zones are checked at load; embedding the database makes
+	// validation give the same answer in a scratch container.
+	_ "time/tzdata"
+
+	"github.com/robfig/cron/v3"
+)
+
+var (
+	classNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	storeNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+	secretIDRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$`)
+	pgRoleRE    = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,50}$`)
+	hoursRE     = regexp.MustCompile(`^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])$`)
+	alphabetRE  = regexp.MustCompile(`^[A-Za-z0-9._~-]*$`)
+)
+
+// weekdays are the names window.days accepts.
+var weekdays = []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
+
+// reservedConnectionKeys are the keys a store writes itself beside the
+// secret (see rotation.Version.Data); connection may not set them.
+var reservedConnectionKeys = []string{"password", "username", "key_id", "version", "run_id",
+	"rotated_at", "fingerprint", "secret_field"}
+
+// validator checks a decoded File and reports, through the decoder, every
+// problem at the position of the field concerned.
+type validator struct {
+	d *decoder
+	f *File
+}
+
+// has reports whether the file sets the field at path.
+func (v *validator) has(path string) bool {
+	_, ok := v.d.pos[path]
+	return ok
+}
+
+// parent strips the last component (".name" or "[i]") of a field path.
+func parent(path string) string {
+	i := strings.LastIndexAny(path, ".[")
+	if i < 0 {
+		return ""
+	}
+	return path[:i]
+}
+
+// where returns the position of the field at path; for a field the file
+// does not set, the key of the nearest enclosing field that it does.
+func (v *validator) where(path string) Position {
+	if p, ok := v.d.pos[path]; ok {
+		return p
+	}
+	for p := parent(path); p != ""; p = parent(p) {
+		if pos, ok := v.d.keyPos[p]; ok {
+			return pos
+		}
+		if pos, ok := v.d.pos[p]; ok {
+			return pos
+		}
+	}
+	return Position{File: v.d.file, Line: 1, Column: 1}
+}
+
+// errf reports a problem with the field at path, unless the field or one
+// that contains it already failed to decode.
+func (v *validator) errf(path, format string, args ...any) {
+	for p := path; ; p = parent(p) {
+		if v.d.bad[p] {
+			return
+		}
+		if p == "" {
+			break
+		}
+	}
+	v.d.errs = append(v.d.errs, Errorf(v.where(path), path, format, args...))
+}
+
+// oneOf formats allowed values for a message: "a", "b" or "c".
+func oneOf(vals []string) string {
+	q := make([]string, len(vals))
+	for i, s := range vals {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	if len(q) == 1 {
+		return q[0]
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
+}
+
+func (v *validator) enum(path, val string, allowed ...string) {
+	if val != "" && !slices.Contains(allowed, val) {
+		v.errf(path, "must be %s, got %q", oneOf(allowed), val)
+	}
+}
+
+func (v *validator) validate() {
+	f := v.f
+	if v.has("version") && f.Version != 1 {
+		v.errf("version", "must be 1 (the only version of this format), got %d", f.Version)
+	}
+	v.defaults()
+	v.classes()
+	v.stores()
+	v.secrets()
+	v.notify()
+}
+
+func (v *validator) defaults() {
+	d := &v.f.Defaults
+	v.timing("defaults", timing{d.Grace, d.Monitor, d.Jitter, d.OnTimeout, d.Retry, d.Window})
+	v.timeZone("defaults.time_zone", d.TimeZone)
+}
+
+// timing holds the fields defaults, classes and secrets share.
+type timing struct {
+	grace, monitor, jitter *Duration
+	onTimeout              string
+	retry                  *RetrySpec
+	window                 *WindowSpec
+}
+
+func (v *validator) timing(path string, t timing) {
+	v.enum(join(path, "on_timeout"), t.onTimeout, OnTimeoutHold, OnTimeoutProceed)
+	if r := t.retry; r != nil {
+		p := join(path, "retry")
+		if v.has(p+".attempts") && (r.Attempts < 1 || r.Attempts > MaxRetryAttempts) {
+			v.errf(p+".attempts", "must be between 1 and %d (tries of a step, the first included), got %d", MaxRetryAttempts, r.Attempts)
+		}
+		if r.Initial != nil && *r.Initial <= 0 {
+			v.errf(p+".initial", "must be longer than 0s (the wait before the second try, such as 2s)")
+		}
+		if r.Max != nil && *r.Max <= 0 {
+			v.errf(p+".max", "must be longer than 0s (the longest wait between tries, such as 1m)")
+		}
+		if r.Initial != nil && r.Max != nil && *r.Initial > 0 && *r.Max < *r.Initial {
+			v.errf(p+".max", "must be at least initial (%s), got %s", r.Initial, r.Max)
+		}
+	}
+	if t.window != nil {
+		v.window(join(path, "window"), t.window)
+	}
+}
+
+func (v *validator) interval(path string, d *Duration) {
+	if d != nil && d.D() < MinInterval {
+		v.errf(path, "must be at least 1h (rotations at most hourly), got %s", d)
+	}
+}
+
+func (v *validator) timeZone(path, tz string) {
+	if tz == "" {
+		return
+	}
+	if _, err := time.LoadLocation(tz); err != nil || tz == "Local" {
+		v.errf(path, "unknown time zone %q: expected an IANA name such as UTC or Europe/Berlin", tz)
+	}
+}
+
+func (v *validator) window(path string, w *WindowSpec) {
+	seen := map[string]bool{}
+	for i, day := range w.Days {
+		p := fmt.Sprintf("%s.days[%d]", path, i)
+		switch {
+		case !slices.Contains(weekdays, day):
+			v.errf(p, "must be one of %s, got %q", strings.Join(weekdays, ", "), day)
+		case seen[day]:
+			v.errf(p, "%q is listed twice", day)
+		}
+		seen[day] = true
+	}
+	if w.Hours != "" {
+		m := hoursRE.FindStringSubmatch(w.Hours)
+		switch {
+		case m == nil:
+			v.errf(path+".hours", `expected "HH:MM-HH:MM" on a 24-hour clock, such as "02:00-05:00" or "22:00-04:00", got %q`, w.Hours)
+		case m[1] == m[3] && m[2] == m[4]:
+			v.errf(path+".hours", "start and end are the same (%s): leave hours out to allow the whole day", w.Hours)
+		}
+	}
+	v.timeZone(path+".time_zone", w.TimeZone)
+	for i, b := range w.Blackouts {
+		p := fmt.Sprintf("%s.blackouts[%d]", path, i)
+		from, to, isRange := strings.Cut(b, "..")
+		if !isRange {
+			to = from
+		}
+		start, err1 := time.Parse(time.DateOnly, from)
+		end, err2 := time.Parse(time.DateOnly, to)
+		switch {
+		case err1 != nil || err2 != nil:
+			v.errf(p, `expected a date "YYYY-MM-DD" or a range "YYYY-MM-DD..YYYY-MM-DD", got %q`, b)
+		case end.Before(start):
+			v.errf(p, "the range ends (%s) before it starts (%s)", to, from)
+		}
+	}
+}
+
+func (v *validator) classes() {
+	for _, name := range sortedKeys(v.f.Classes) {
+		c := v.f.Classes[name]
+		p := "classes." + name
+		if !classNameRE.MatchString(name) {
+			v.d.errs = append(v.d.errs, Errorf(v.d.keyPos[p], p, "class names are lowercase letters, digits and _, starting with a letter"))
+		}
+		if c == nil {
+			continue
+		}
+		_, builtin := builtinClasses()[name]
+		if c.Interval == nil && !builtin {
+			v.errf(p+".interval", "required: every class needs an interval such as 30d")
+		}
+		v.interval(p+".interval", c.Interval)
+		v.timing(p, timing{c.Grace, c.Monitor, c.Jitter, c.OnTimeout, c.Retry, c.Window})
+	}
+}
+
+func (v *validator) url(path, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.errf(path, "expected an http:// or https:// URL, got %q", raw)
+	}
+}
+
+func (v *validator) stores() {
+	first := map[string]string{}
+	for i, s := range v.f.Stores {
+		p := fmt.Sprintf("stores[%d]", i)
+		switch {
+		case s.Name == "":
+			v.errf(p+".name", "required: a name the secrets' publish entries refer to, such as local or vault")
+		case !storeNameRE.MatchString(s.Name):
+			v.errf(p+".name", "expected lowercase letters, digits, _ and -, starting with a letter or digit, got %q", s.Name)
+		case first[s.Name] != "":
+			v.errf(p+".name", "store %q is already defined at %s", s.Name, v.where(first[s.Name]))
+		default:
+			first[s.Name] = p + ".name"
+		}
+		kinds := 0
+		for _, set := range []bool{s.Files != nil, s.Vault != nil, s.AWSSM != nil} {
+			if set {
+				kinds++
+			}
+		}
+		if kinds != 1 {
+			if !v.d.bad[p+".files"] && !v.d.bad[p+".vault"] && !v.d.bad[p+".awssm"] {
+				v.errf(p, "must set exactly one kind of store: files, vault or awssm")
+			}
+		}
+		if fs := s.Files; fs != nil {
+			if fs.Dir == "" {
+				v.errf(p+".files.dir", "required: the directory to write secrets into (relative to the policies file)")
+			}
+			v.enum(p+".files.format", fs.Format, FormatJSON, FormatRaw)
+		}
+		if vs := s.Vault; vs != nil {
+			vp := p + ".vault"
+			if vs.Address != "" {
+				v.url(vp+".address", vs.Address)
+			}
+			a := vs.Auth
+			methods := 0
+			for _, set := range []bool{a.Token != nil, a.AppRole != nil, a.Kubernetes != nil} {
+				if set {
+					methods++
+				}
+			}
+			if methods > 1 {
+				v.errf(vp+".auth", "set at most one auth method (token, approle or kubernetes); none means VAULT_TOKEN")
+			}
+			if a.Token != nil && a.Token.Token.IsZero() {
+				v.errf(vp+".auth.token.token", "required: {env: NAME} or {file: PATH} holding the Vault token")
+			}
+			if a.AppRole != nil {
+				if a.AppRole.RoleID.IsZero() {
+					v.errf(vp+".auth.approle.role_id", "required: {env: NAME} or {file: PATH} holding the AppRole role id")
+				}
+				if a.AppRole.SecretID.IsZero() {
+					v.errf(vp+".auth.approle.secret_id", "required: {env: NAME} or {file: PATH} holding the AppRole secret id")
+				}
+			}
+			if a.Kubernetes != nil && a.Kubernetes.Role == "" {
+				v.errf(vp+".auth.kubernetes.role", "required: the Vault role bound to the service account")
+			}
+		}
+		if as := s.AWSSM; as != nil {
+			if as.Endpoint != "" {
+				v.url(p+".awssm.endpoint", as.Endpoint)
+			}
+			for _, k := range sortedKeys(as.Tags) {
+				if strings.TrimSpace(k) == "" {
+					v.errf(p+".awssm.tags."+k, "tag keys must not be empty")
+				}
+			}
+		}
+	}
+}
+
+func (v *validator) secrets() {
+	f := v.f
+	if len(f.Secrets) == 0 {
+		if v.has("secrets") {
+			v.errf("secrets", "at least one secret is required")
+		} else {
+			v.errf("secrets", "required: at least one secret to manage (see the reference policies.yaml)")
+		}
+	}
+	classes := mergeClasses(f.Classes)
+	firstID := map[string]string{}
+	for i, s := range f.Secrets {
+		p := fmt.Sprintf("secrets[%d]", i)
+		switch {
+		case s.ID == "":
+			v.errf(p+".id", "required: a path-like id such as db/postgres")
+		case !secretIDRE.MatchString(s.ID):
+			v.errf(p+".id", "expected a path-like id of lowercase letters, digits, ., _ and - separated by / (such as db/postgres), got %q", s.ID)
+		case firstID[s.ID] != "":
+			v.errf(p+".id", "id %q is already used at %s", s.ID, v.where(firstID[s.ID]))
+		default:
+			firstID[s.ID] = p + ".id"
+		}
+		switch {
+		case s.Class == "":
+			v.errf(p+".class", "required: one of %s", strings.Join(classNames(classes), ", "))
+		case classes[s.Class] == nil && v.d.bad["classes."+s.Class]:
+			// The class itself failed to decode; that error is reported.
+		case classes[s.Class] == nil:
+			v.errf(p+".class", "unknown class %q; the classes are %s (add one under classes)", s.Class, strings.Join(classNames(classes), ", "))
+		}
+		v.interval(p+".interval", s.Interval)
+		if s.Cron != "" {
+			if s.Interval != nil {
+				v.errf(p+".cron", "set interval or cron, not both")
+			}
+			v.cron(p+".cron", s.Cron)
+		}
+		v.timing(p, timing{s.Grace, s.Monitor, s.Jitter, s.OnTimeout, s.Retry, s.Window})
+		v.rotator(p+".rotator", s.Rotator)
+		v.publish(p, s.Publish)
+		for j, c := range s.Checks {
+			if c.Delay == nil {
+				v.errf(fmt.Sprintf("%s.checks[%d]", p, j), "must set one kind of check: delay")
+			}
+		}
+		v.effectiveRetry(p+".retry", f.Defaults.Retry, classes[s.Class], s.Retry)
+	}
+}
+
+// effectiveRetry reports a secret whose merged retry has max below
+// initial when the two come from different levels (a block that sets both
+// is checked on its own).
+func (v *validator) effectiveRetry(path string, defaults *RetrySpec, class *Class, own *RetrySpec) {
+	initial, maxWait := Duration(DefaultRetryInitial), Duration(DefaultRetryMax)
+	var initialFrom, maxFrom *RetrySpec
+	levels := []*RetrySpec{defaults, nil, own}
+	if class != nil {
+		levels[1] = class.Retry
+	}
+	for _, r := range levels {
+		if r == nil {
+			continue
+		}
+		if r.Initial != nil {
+			initial, initialFrom = *r.Initial, r
+		}
+		if r.Max != nil {
+			maxWait, maxFrom = *r.Max, r
+		}
+	}
+	if maxWait < initial && (initialFrom != maxFrom || initialFrom == nil) {
+		v.errf(path, "the effective retry max (%s) is shorter than initial (%s) once merged with the class and defaults: set both here", maxWait, initial)
+	}
+}
+
+func (v *validator) cron(path, spec string) {
+	sched, err := cron.ParseStandard(spec)
+	if err != nil {
+		v.errf(path, "invalid cron schedule %q: %s; expected 5 fields (minute hour day-of-month month day-of-week) or a descriptor such as @weekly", spec, err)
+		return
+	}
+	// Rotations at most hourly, as for intervals: look at a year of runs.
+	t := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	end := t.AddDate(1, 0, 0)
+	prev := sched.Next(t)
+	for n := 0; n < 10000 && !prev.IsZero() && prev.Before(end); n++ {
+		next := sched.Next(prev)
+		if next.IsZero() {
+			break
+		}
+		if gap := next.Sub(prev); gap < MinInterval {
+			v.errf(path, "schedule %q runs %s apart: rotations are at most hourly", spec, Duration(gap))
+			return
+		}
+		prev = next
+	}
+}
+
+func (v *validator) rotator(path string, r RotatorSpec) {
+	if r.Type() == "" {
+		v.errf(path, "must set one kind of rotator: postgres")
+		return
+	}
+	if pg := r.Postgres; pg != nil {
+		p := path + ".postgres"
+		if pg.AdminDSN.IsZero() {
+			v.errf(p+".admin_dsn", "required: {env: NAME} or {file: PATH} holding a DSN of a role that may ALTER ROLE")
+		}
+		switch {
+		case pg.Role == "":
+			v.errf(p+".role", "required: the group role (blue_green) or login role (single_role), such as app")
+		case !pgRoleRE.MatchString(pg.Role):
+			v.errf(p+".role", "expected a Postgres role name of lowercase letters, digits and _, not starting with a digit, at most %d characters (so that %s_green fits in 63 bytes), got %q", postgresRoleMaxLen, pg.Role, pg.Role)
+		}
+		v.enum(p+".mode", pg.Mode, ModeBlueGreen, ModeSingleRole)
+		if v.has(p+".password.length") && (pg.Password.Length < MinPasswordLength || pg.Password.Length > MaxPasswordLength) {
+			v.errf(p+".password.length", "must be between %d and %d, got %d", MinPasswordLength, MaxPasswordLength, pg.Password.Length)
+		}
+		if a := pg.Password.Alphabet; v.has(p + ".password.alphabet") {
+			distinct := map[rune]bool{}
+			for _, c := range a {
+				distinct[c] = true
+			}
+			switch {
+			case !alphabetRE.MatchString(a):
+				v.errf(p+".password.alphabet", "may hold only characters safe in a connection URL without escaping (%s)", passwordAlphabetCharacters)
+			case len(distinct) < MinPasswordAlphabet:
+				v.errf(p+".password.alphabet", "needs at least %d distinct characters, got %d", MinPasswordAlphabet, len(distinct))
+			}
+		}
+		for _, k := range sortedKeys(pg.Connection) {
+			if slices.Contains(reservedConnectionKeys, k) {
+				v.errf(p+".connection."+k, "%q is written by rotator itself; connection holds non-secret fields such as host, port, database, sslmode", k)
+			}
+		}
+	}
+}
+
+func (v *validator) publish(path string, pubs []*PublishSpec) {
+	if len(pubs) == 0 {
+		v.errf(path+".publish", "required: at least one {store: NAME, path: PATH} to publish the secret to")
+	}
+	stores := make([]string, 0, len(v.f.Stores))
+	for _, s := range v.f.Stores {
+		if s.Name != "" {
+			stores = append(stores, s.Name)
+		}
+	}
+	first := map[[2]string]string{}
+	for i, pub := range pubs {
+		p := fmt.Sprintf("%s.publish[%d]", path, i)
+		switch {
+		case pub.Store == "":
+			v.errf(p+".store", "required: the name of a store defined under stores")
+		case !slices.Contains(stores, pub.Store) && len(stores) == 0:
+			v.errf(p+".store", "unknown store %q: no stores are defined (add one under stores)", pub.Store)
+		case !slices.Contains(stores, pub.Store):
+			v.errf(p+".store", "unknown store %q; the stores are %s", pub.Store, strings.Join(stores, ", "))
+		}
+		switch {
+		case pub.Path == "":
+			v.errf(p+".path", "required: where the secret lives in the store, such as db/postgres.json")
+		case strings.HasPrefix(pub.Path, "/") || strings.HasPrefix(pub.Path, `\`):
+			v.errf(p+".path", "must be relative to the store (no leading /), got %q", pub.Path)
+		case slices.Contains(strings.FieldsFunc(pub.Path, func(r rune) bool { return r == '/' || r == '\\' }), ".."):
+			v.errf(p+".path", "must not contain .., got %q", pub.Path)
+		}
+		key := [2]string{pub.Store, pub.Path}
+		if at, dup := first[key]; dup && pub.Store != "" && pub.Path != "" {
+			v.errf(p, "store %q, path %q is already published to at %s", pub.Store, pub.Path, v.where(at))
+		} else {
+			first[key] = p
+		}
+	}
+}
+
+func (v *validator) events(path string, evs []string) {
+	for i, e := range evs {
+		v.enum(fmt.Sprintf("%s[%d]", path, i), e, AllEvents()...)
+	}
+}
+
+func (v *validator) notify() {
+	n := v.f.Notify
+	if n.RemindBefore != nil && *n.RemindBefore <= 0 {
+		v.errf("notify.remind_before", "must be longer than 0s (such as 3d); leave it out to send no reminders")
+	}
+	if s := n.Slack; s != nil {
+		p := "notify.slack"
+		switch {
+		case v.d.bad[p+".webhook_url"] || v.d.bad[p+".token"]:
+		case (s.WebhookURL == nil) == (s.Token == nil):
+			v.errf(p, "set exactly one of webhook_url (an incoming webhook) or token (a bot token, with channel)")
+		case s.Token != nil && s.Channel == "":
+			v.errf(p+".channel", "required with token: the channel to post to, such as #ops")
+		}
+		if s.APIURL != "" {
+			v.url(p+".api_url", s.APIURL)
+		}
+		v.events(p+".events", s.Events)
+	}
+	first := map[string]string{}
+	for i, w := range n.Webhooks {
+		p := fmt.Sprintf("notify.webhooks[%d]", i)
+		switch {
+		case w.Name == "":
+			v.errf(p+".name", "required: a name for logs, such as pager")
+		case !storeNameRE.MatchString(w.Name):
+			v.errf(p+".name", "expected lowercase letters, digits, _ and -, starting with a letter or digit, got %q", w.Name)
+		case first[w.Name] != "":
+			v.errf(p+".name", "webhook %q is already defined at %s", w.Name, v.where(first[w.Name]))
+		default:
+			first[w.Name] = p + ".name"
+		}
+		if w.URL == "" {
+			v.errf(p+".url", "required: the http:// or https:// URL to post events to")
+		} else {
+			v.url(p+".url", w.URL)
+		}
+		if w.Secret.IsZero() {
+			v.errf(p+".secret", "required: {env: NAME} or {file: PATH} holding the HMAC-SHA256 key")
+		}
+		v.events(p+".events", w.Events)
+	}
+}
