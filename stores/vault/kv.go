@@ -1,0 +1,402 @@
+package vault
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rotator/rotator/rotation"
+)
+
+// Keys rotator writes into a secret's custom_metadata. Vault keeps
+// custom_metadata per secret, not per version, so these describe the
+// latest version only; every version's own record is in its data
+// (rotation.Version.Data: version, run_id, rotated_at, fingerprint).
+const (
+	MetaVersion     = "rotator_version"
+	MetaRunID       = "rotator_run_id"
+	MetaRotatedAt   = "rotator_rotated_at"
+	MetaFingerprint = "rotator_fingerprint"
+	// MetaRolledBack names the run a rollback undid.
+	MetaRolledBack = "rotator_rolled_back_run_id"
+)
+
+// kvMeta is the part of a KV v2 metadata read the store uses.
+type kvMeta struct {
+	current  int64
+	custom   map[string]string
+	versions map[int64]versionInfo
+}
+
+type versionInfo struct {
+	created   time.Time
+	deleted   time.Time // zero: not deleted (or deletion scheduled later)
+	destroyed bool
+}
+
+// live reports whether version n can be read now.
+func (m *kvMeta) live(n int64, now time.Time) bool {
+	v, ok := m.versions[n]
+	if !ok || v.destroyed {
+		return false
+	}
+	return v.deleted.IsZero() || v.deleted.After(now)
+}
+
+// previousLive returns the newest readable version older than n, 0 if none.
+func (m *kvMeta) previousLive(n int64, now time.Time) int64 {
+	ns := make([]int64, 0, len(m.versions))
+	for k := range m.versions {
+		if k < n {
+			ns = append(ns, k)
+		}
+	}
+	sort.Slice(ns, func(i, j int) bool { return ns[i] > ns[j] })
+	for _, k := range ns {
+		if m.live(k, now) {
+			return k
+		}
+	}
+	return 0
+}
+
+func cleanPath(p string) (string, error) {
+	c := strings.Trim(p, "/")
+	if c == "" || strings.Contains(c, "//") || hasDotSegment(c) {
+		return "", rotation.Permanent(fmt.Errorf("vault store: bad secret path %q (want a relative path such as app/db)", p))
+	}
+	return c, nil
+}
+
+func (s *Store) dataPath(p string) string { return s.mount + "/data/" + p }
+func (s *Store) metaPath(p string) string { return s.mount + "/metadata/" + p }
+
+// readMeta reads the secret's metadata; nil when the secret does not exist.
+func (s *Store) readMeta(ctx context.Context, p string) (*kvMeta, error) {
+	sec, found, err := s.read(ctx, op{http.MethodGet, s.metaPath(p), "read"}, nil)
+	if err != nil {
+		return nil, err
+	}
+	if !found || sec == nil || sec.Data == nil {
+		return nil, nil
+	}
+	m := &kvMeta{current: jsonInt(sec.Data["current_version"]), custom: map[string]string{}, versions: map[int64]versionInfo{}}
+	if cm, ok := sec.Data["custom_metadata"].(map[string]any); ok {
+		for k, v := range cm {
+			if str, ok := v.(string); ok {
+				m.custom[k] = str
+			}
+		}
+	}
+	if vs, ok := sec.Data["versions"].(map[string]any); ok {
+		for k, raw := range vs {
+			n, err := strconv.ParseInt(k, 10, 64)
+			if err != nil {
+				continue
+			}
+			vi := versionInfo{}
+			if e, ok := raw.(map[string]any); ok {
+				vi.created, _ = time.Parse(time.RFC3339Nano, str(e["created_time"]))
+				vi.deleted, _ = time.Parse(time.RFC3339Nano, str(e["deletion_time"]))
+				vi.destroyed, _ = e["destroyed"].(bool)
+			}
+			m.versions[n] = vi
+		}
+	}
+	return m, nil
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+// readData reads version n's data as a flat map; found=false when Vault
+// has no readable data for it.
+func (s *Store) readData(ctx context.Context, p string, n int64) (map[string]string, bool, error) {
+	params := url.Values{"version": {strconv.FormatInt(n, 10)}}
+	sec, found, err := s.read(ctx, op{http.MethodGet, s.dataPath(p), "read"}, params)
+	if err != nil || !found || sec == nil {
+		return nil, false, err
+	}
+	raw, ok := sec.Data["data"].(map[string]any)
+	if !ok {
+		return nil, false, nil
+	}
+	d := make(map[string]string, len(raw))
+	for k, v := range raw {
+		switch x := v.(type) {
+		case string:
+			d[k] = x
+		case nil:
+			d[k] = ""
+		default:
+			// Written by someone else as a number or object: keep its
+			// JSON form rather than drop it.
+			b, _ := json.Marshal(x)
+			d[k] = string(b)
+		}
+	}
+	return d, true, nil
+}
+
+// writeData writes d as a new version with check-and-set cas.
+func (s *Store) writeData(ctx context.Context, p string, d map[string]string, cas int64) (int64, error) {
+	sec, err := s.write(ctx, op{http.MethodPost, s.dataPath(p), "create/update"}, map[string]any{
+		"options": map[string]any{"cas": cas},
+		"data":    d,
+	})
+	if err != nil {
+		return 0, err
+	}
+	if sec == nil || sec.Data == nil {
+		return cas + 1, nil
+	}
+	return jsonInt(sec.Data["version"]), nil
+}
+
+// writeCustom merges rotator's keys into the secret's custom_metadata,
+// keeping keys others set (a POST replaces custom_metadata whole).
+func (s *Store) writeCustom(ctx context.Context, p string, have map[string]string, d map[string]string, rolledBack string) error {
+	cm := make(map[string]string, len(have)+5)
+	for k, v := range have {
+		cm[k] = v
+	}
+	cm[MetaVersion] = d[rotation.DataVersion]
+	cm[MetaRunID] = d[rotation.DataRunID]
+	cm[MetaRotatedAt] = d[rotation.DataRotatedAt]
+	cm[MetaFingerprint] = d[rotation.DataFingerprint]
+	if rolledBack != "" {
+		cm[MetaRolledBack] = rolledBack
+	} else {
+		delete(cm, MetaRolledBack)
+	}
+	same := len(cm) == len(have)
+	for k, v := range cm {
+		if have[k] != v {
+			same = false
+		}
+	}
+	if same {
+		return nil
+	}
+	_, err := s.write(ctx, op{http.MethodPost, s.metaPath(p), "create/update"}, map[string]any{"custom_metadata": cm})
+	return err
+}
+
+// Stage does nothing: KV v2 has no pending label.
+func (s *Store) Stage(context.Context, rotation.StageRequest) error { return nil }
+
+// Abort does nothing: KV v2 has no pending label, so nothing was staged.
+func (s *Store) Abort(context.Context, rotation.AbortRequest) error { return nil }
+
+// Publish writes req.Version as a new KV version with check-and-set on the
+// version read just before, so a concurrent writer makes it fail with
+// ErrConflict instead of being overwritten. If the latest version already
+// carries req.Version.RunID it only makes sure custom_metadata says so.
+func (s *Store) Publish(ctx context.Context, req rotation.PublishRequest) error {
+	p, err := cleanPath(req.Path)
+	if err != nil {
+		return err
+	}
+	if req.Version.RunID == "" {
+		return rotation.Permanent(fmt.Errorf("vault publish %s: version has no run id", s.dataPath(p)))
+	}
+	m, err := s.readMeta(ctx, p)
+	if err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	var cas int64
+	have := map[string]string{}
+	if m != nil {
+		cas, have = m.current, m.custom
+		if m.live(m.current, s.now()) {
+			d, ok, err := s.readData(ctx, p, m.current)
+			if err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
+			if ok && d[rotation.DataRunID] == req.Version.RunID {
+				s.log.Debug("vault: run already published", "path", p, "run_id", req.Version.RunID, "kv_version", m.current)
+				return s.writeCustom(ctx, p, have, d, "")
+			}
+		}
+	}
+	if s.beforeWrite != nil {
+		s.beforeWrite()
+	}
+	d := req.Version.Data()
+	n, err := s.writeData(ctx, p, d, cas)
+	if err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	if err := s.writeCustom(ctx, p, have, d, ""); err != nil {
+		// The version is written; a retry finds it by run id and comes
+		// back here to finish the metadata.
+		return fmt.Errorf("publish: version %d written, custom_metadata not: %w", n, err)
+	}
+	s.log.Info("vault: published", "path", p, "kv_version", n, "version", req.Version.Number, "run_id", req.Version.RunID)
+	return nil
+}
+
+// Describe returns the latest readable version as current and the newest
+// readable one before it as previous. A latest version that was deleted
+// leaves current nil: that is what clients reading the secret see.
+func (s *Store) Describe(ctx context.Context, req rotation.DescribeRequest) (rotation.DescribeResponse, error) {
+	var out rotation.DescribeResponse
+	p, err := cleanPath(req.Path)
+	if err != nil {
+		return out, err
+	}
+	m, err := s.readMeta(ctx, p)
+	if err != nil || m == nil {
+		return out, err
+	}
+	now := s.now()
+	if m.live(m.current, now) {
+		vm, ok, err := s.describeVersion(ctx, p, m, m.current)
+		if err != nil {
+			return out, err
+		}
+		if ok {
+			out.Current = &vm
+		}
+	}
+	if prev := m.previousLive(m.current, now); prev > 0 {
+		vm, ok, err := s.describeVersion(ctx, p, m, prev)
+		if err != nil {
+			return out, err
+		}
+		if ok {
+			out.Previous = &vm
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) describeVersion(ctx context.Context, p string, m *kvMeta, n int64) (rotation.VersionMeta, bool, error) {
+	d, ok, err := s.readData(ctx, p, n)
+	if err != nil || !ok {
+		return rotation.VersionMeta{}, false, err
+	}
+	v, err := rotation.ParseData(d)
+	var vm rotation.VersionMeta
+	if err == nil {
+		vm = v.Meta()
+	} else {
+		// Not written by rotator (no secret field it knows): describe
+		// what can be told.
+		vm = rotation.VersionMeta{RunID: d[rotation.DataRunID], Username: d[rotation.DataUsername]}
+	}
+	if vm.RotatedAt.IsZero() {
+		vm.RotatedAt = m.versions[n].created
+	}
+	return vm, true, nil
+}
+
+// Read returns the current or previous version with its secret.
+func (s *Store) Read(ctx context.Context, req rotation.ReadRequest) (rotation.Version, error) {
+	p, err := cleanPath(req.Path)
+	if err != nil {
+		return rotation.Version{}, err
+	}
+	m, err := s.readMeta(ctx, p)
+	if err != nil {
+		return rotation.Version{}, err
+	}
+	which := "current"
+	if req.Which == rotation.Previous {
+		which = "previous"
+	}
+	if m == nil {
+		return rotation.Version{}, fmt.Errorf("vault %s: no %s version: %w", s.where(s.dataPath(p)), which, rotation.ErrNotFound)
+	}
+	now := s.now()
+	n := int64(0)
+	switch req.Which {
+	case rotation.Current:
+		if m.live(m.current, now) {
+			n = m.current
+		}
+	case rotation.Previous:
+		n = m.previousLive(m.current, now)
+	default:
+		return rotation.Version{}, fmt.Errorf("vault read: unknown version selector %d", req.Which)
+	}
+	if n == 0 {
+		return rotation.Version{}, fmt.Errorf("vault %s: no %s version: %w", s.where(s.dataPath(p)), which, rotation.ErrNotFound)
+	}
+	d, ok, err := s.readData(ctx, p, n)
+	if err != nil {
+		return rotation.Version{}, err
+	}
+	if !ok {
+		return rotation.Version{}, fmt.Errorf("vault %s version %d: %w", s.where(s.dataPath(p)), n, rotation.ErrNotFound)
+	}
+	v, err := rotation.ParseData(d)
+	if err != nil {
+		return rotation.Version{}, rotation.Permanent(fmt.Errorf("vault %s version %d: %w", s.where(s.dataPath(p)), n, err))
+	}
+	if v.RotatedAt.IsZero() {
+		v.RotatedAt = m.versions[n].created
+	}
+	return v, nil
+}
+
+// Rollback writes the previous version's data again as a new version
+// (KV history is never rewritten), with check-and-set, if and only if the
+// latest version is the one req.RunID published. With req.Number set, the
+// new version carries that rotator version number.
+func (s *Store) Rollback(ctx context.Context, req rotation.RollbackRequest) error {
+	p, err := cleanPath(req.Path)
+	if err != nil {
+		return err
+	}
+	m, err := s.readMeta(ctx, p)
+	if err != nil {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	now := s.now()
+	if m == nil || !m.live(m.current, now) {
+		return nil
+	}
+	cur, ok, err := s.readData(ctx, p, m.current)
+	if err != nil {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	if !ok || cur[rotation.DataRunID] != req.RunID {
+		return nil
+	}
+	prev := m.previousLive(m.current, now)
+	if prev == 0 {
+		return rotation.Permanent(fmt.Errorf("vault rollback %s: run %s published the only readable version; nothing to roll back to: %w",
+			s.where(s.dataPath(p)), req.RunID, rotation.ErrNotFound))
+	}
+	d, ok, err := s.readData(ctx, p, prev)
+	if err != nil {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("vault rollback %s: version %d vanished while reading it: %w", s.where(s.dataPath(p)), prev, rotation.ErrNotFound)
+	}
+	if req.Number != 0 {
+		d[rotation.DataVersion] = strconv.FormatInt(req.Number, 10)
+	}
+	if s.beforeWrite != nil {
+		s.beforeWrite()
+	}
+	n, err := s.writeData(ctx, p, d, m.current)
+	if err != nil {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	if err := s.writeCustom(ctx, p, m.custom, d, req.RunID); err != nil {
+		return fmt.Errorf("rollback: version %d written, custom_metadata not: %w", n, err)
+	}
+	s.log.Info("vault: rolled back", "path", p, "kv_version", n, "restored_kv_version", prev, "run_id", req.RunID)
+	return nil
+}
