@@ -1,0 +1,289 @@
+// Package mototest runs moto_server, the real Secrets Manager API protocol
+// on a loopback port, for tests of code that talks to AWS.
+//
+// A test that needs it calls New (a server of its own, killed at cleanup) or
+// Shared (one server for the test binary, killed by Main). When moto_server
+// is not installed the test fails and says how to install it; it never
+// passes silently.
+//
+//	func TestMain(m *testing.M) { os.Exit(mototest.Main(m)) }
+//
+//	func TestSomething(t *testing.T) {
+//		srv := mototest.Shared(t)
+//		client := secretsmanager.NewFromConfig(srv.AWSConfig())
+//		...
+//	}
+//
+// The AWS configuration a Server hands out carries dummy static
+// credentials of its own: nothing is read from or written to the
+// environment, so tests in other packages are not affected.
+package mototest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+)
+
+// HowToInstall says how to get moto_server on a machine.
+const HowToInstall = `install it with: pip install 'moto[server]' (Python 3), and make sure moto_server is on PATH`
+
+// Region is the region of the configuration AWSConfig returns.
+const Region = "us-east-1"
+
+// Binary is the program Start runs, looked up on PATH.
+const Binary = "moto_server"
+
+// startTimeout bounds how long Start waits for the server to answer.
+const startTimeout = 60 * time.Second
+
+// Server is a running moto_server.
+type Server struct {
+	// URL is the server's base URL: http://127.0.0.1:PORT.
+	URL string
+	// Port is the loopback port it listens on.
+	Port int
+
+	cmd    *exec.Cmd
+	out    *lockedBuffer
+	exited chan struct{} // closed when the process has exited
+	once   sync.Once
+}
+
+// Start runs moto_server on a free loopback port and waits until it answers
+// HTTP requests. Close stops it.
+func Start() (*Server, error) {
+	bin, err := exec.LookPath(Binary)
+	if err != nil {
+		return nil, fmt.Errorf("mototest: %s not found on PATH: %s", Binary, HowToInstall)
+	}
+	var lastErr error
+	for range 3 { // a free port may be taken between asking and binding
+		s, err := start(bin)
+		if err == nil {
+			return s, nil
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+func start(bin string) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("mototest: free port: %w", err)
+	}
+	s := &Server{
+		URL:    "http://127.0.0.1:" + strconv.Itoa(port),
+		Port:   port,
+		out:    &lockedBuffer{},
+		exited: make(chan struct{}),
+	}
+	s.cmd = exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
+	s.cmd.Stdout = s.out
+	s.cmd.Stderr = s.out
+	s.cmd.SysProcAttr = sysProcAttr()
+	// moto reads no credentials, but keep the child's environment from
+	// telling it about a real account either.
+	s.cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing")
+	if err := s.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("mototest: start %s: %w (%s)", bin, err, HowToInstall)
+	}
+	go func() {
+		_ = s.cmd.Wait()
+		close(s.exited)
+	}()
+	if err := s.waitReady(startTimeout); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) waitReady(timeout time.Duration) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(timeout)
+	for {
+		select {
+		case <-s.exited:
+			return fmt.Errorf("mototest: %s exited before answering on port %d: %s\n(%s)",
+				Binary, s.Port, tail(s.out.String(), 2000), HowToInstall)
+		default:
+		}
+		resp, err := client.Get(s.URL + "/moto-api/")
+		if err == nil {
+			_ = resp.Body.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("mototest: %s did not answer on %s within %s: %v\noutput: %s",
+				Binary, s.URL, timeout, err, tail(s.out.String(), 2000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Close kills the server (and anything it started) and waits for it to
+// exit. It is safe to call more than once.
+func (s *Server) Close() error {
+	s.once.Do(func() {
+		if s.cmd.Process != nil {
+			// The server runs in a process group of its own: kill the
+			// group, so a Python child cannot outlive it.
+			_ = killGroup(s.cmd.Process.Pid)
+			_ = s.cmd.Process.Kill()
+		}
+	})
+	select {
+	case <-s.exited:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("mototest: %s (pid %d) did not exit after kill", Binary, s.cmd.Process.Pid)
+	}
+}
+
+// Pid is the server's process id.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
+// Output returns what the server printed so far, for failure messages.
+func (s *Server) Output() string { return s.out.String() }
+
+// AWSConfig returns an AWS configuration that talks to the server (see
+// Config).
+func (s *Server) AWSConfig() aws.Config { return Config(s.URL) }
+
+// Config returns an AWS configuration for a test server at url: region
+// us-east-1, dummy static credentials, BaseEndpoint url, and a single
+// attempt per request so that failures show at once. It reads nothing from
+// the environment or ~/.aws.
+func Config(url string) aws.Config {
+	return aws.Config{
+		Region: Region,
+		Credentials: aws.NewCredentialsCache(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{AccessKeyID: "testing", SecretAccessKey: "testing", Source: "mototest"}, nil
+		})),
+		BaseEndpoint:     aws.String(url),
+		RetryMaxAttempts: 1,
+	}
+}
+
+// Reset drops everything the server holds (moto's /moto-api/reset).
+func (s *Server) Reset(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+"/moto-api/reset", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("mototest: reset: %w", err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("mototest: reset: %s", resp.Status)
+	}
+	return nil
+}
+
+// New starts a server of the test's own and kills it at cleanup. It fails
+// the test, saying how to install moto_server, when it cannot start one.
+func New(t testing.TB) *Server {
+	t.Helper()
+	s, err := Start()
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Logf("%v", err)
+		}
+	})
+	return s
+}
+
+// shared is the server of one test binary (one package under test).
+var shared struct {
+	once   sync.Once
+	server *Server
+	err    error
+}
+
+// Shared returns the test binary's server, started on first use. Use Main
+// in TestMain to stop it after the tests. Tests sharing it must use names
+// of their own (or call Reset with care: other tests may be running).
+func Shared(t testing.TB) *Server {
+	t.Helper()
+	shared.once.Do(func() { shared.server, shared.err = Start() })
+	if shared.err != nil {
+		t.Fatalf("%v", shared.err)
+	}
+	return shared.server
+}
+
+// Main runs the tests of a package and stops the shared server after them:
+//
+//	func TestMain(m *testing.M) { os.Exit(mototest.Main(m)) }
+func Main(m *testing.M) int {
+	code := m.Run()
+	if shared.server != nil {
+		if err := shared.server.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+	}
+	return code
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func killGroup(pid int) error {
+	if pid <= 0 {
+		return errors.New("no process")
+	}
+	return syscall.Kill(-pid, syscall.SIGKILL)
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
+}
+
+// lockedBuffer collects the server's output from two pipes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf.Len() > 1<<20 { // keep memory bounded on a chatty server
+		b.buf.Reset()
+	}
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
