@@ -129,6 +129,7 @@ func (f *File) fillDefaults() {
 		}
 	}
 	for _, s := range f.Secrets {
+		f.fillAPIDefaults(s)
 		if p := s.Rotator.Postgres; p != nil {
 			if p.Mode == "" {
 				p.Mode = DefaultPostgresMode
@@ -258,4 +259,44 @@ func classNames(m map[string]*Class) []string {
 
 func sortedKeys[V any](m map[string]V) []string {
 	return slices.Sorted(maps.Keys(m))
+}
+
+// fillAPIDefaults writes the defaults of the http_api and token rotators
+// and of the http checks into s.
+func (f *File) fillAPIDefaults(s *SecretSpec) {
+	if h := s.Rotator.HTTPAPI; h != nil {
+		h.applyPreset()
+		if h.NamePrefix == "" {
+			h.NamePrefix = DefaultNamePrefix
+		}
+		if h.Field == "" {
+			h.Field = DefaultAPIKeyField
+		}
+		if h.Timeout == nil {
+			d := Duration(DefaultHTTPTimeout)
+			h.Timeout = &d
+		}
+	}
+	if t := s.Rotator.Token; t != nil {
+		if t.Length == 0 {
+			t.Length = DefaultTokenLength
+		}
+		if t.Field == "" {
+			t.Field = DefaultTokenField
+		}
+	}
+	for _, c := range s.Checks {
+		if h := c.HTTP; h != nil {
+			if h.Match == "" {
+				h.Match = MatchFingerprint
+			}
+			if h.JSONPath == "" && h.Header == "" {
+				h.JSONPath = h.Match
+			}
+			if h.Timeout == nil {
+				d := Duration(DefaultCheckTimeout)
+				h.Timeout = &d
+			}
+		}
+	}
 }

@@ -230,16 +230,96 @@ type SecretSpec struct {
 // RotatorSpec chooses the kind of credential: exactly one is set.
 type RotatorSpec struct {
 	Postgres *PostgresSpec `yaml:"postgres"`
-	Pos      Position      `yaml:"-"`
+	// HTTPAPI manages API keys a provider issues over its HTTP API.
+	HTTPAPI *HTTPAPISpec `yaml:"http_api"`
+	// Token generates tokens rotator issues itself (admin tokens,
+	// service-to-service shared tokens).
+	Token *TokenSpec `yaml:"token"`
+	Pos   Position   `yaml:"-"`
 }
 
-// Type returns "postgres", ...
+// Type returns "postgres", "http_api" or "token".
 func (r RotatorSpec) Type() string {
 	switch {
 	case r.Postgres != nil:
 		return "postgres"
+	case r.HTTPAPI != nil:
+		return "http_api"
+	case r.Token != nil:
+		return "token"
 	}
 	return ""
+}
+
+// HTTPAPISpec manages API keys at a provider that creates and revokes them
+// over HTTP with a management credential. A preset ("openrouter") fills in
+// base_url and every call the file leaves out.
+type HTTPAPISpec struct {
+	// Preset names a built-in provider: "openrouter".
+	Preset string `yaml:"preset"`
+	// BaseURL is prepended to call URLs that start with "/".
+	BaseURL string `yaml:"base_url"`
+	// Management is the credential that may create and revoke keys;
+	// exactly one of Management and ManagementSecret is set.
+	Management *Ref `yaml:"management"`
+	// ManagementSecret is the id of another managed secret whose current
+	// version is the management credential.
+	ManagementSecret string `yaml:"management_secret"`
+	// NamePrefix starts the name of every key rotator creates; the name is
+	// <prefix><secret id>-<run id>, so keys left by a crashed run can be
+	// found and revoked. Default "rotator-".
+	NamePrefix string `yaml:"name_prefix"`
+	// Field is the name the key is published under (default "api_key").
+	Field string `yaml:"field"`
+	// Timeout bounds each call (default 30s).
+	Timeout *Duration `yaml:"timeout"`
+	// Create makes a new key (key_path and id_path say where the key and
+	// its id are in the answer). Verify calls the provider with a key
+	// ({key}) and succeeds when the key works. Revoke disables a key by
+	// id ({key_id}). Restore (optional) re-enables a revoked key. List
+	// (optional) lists keys, to find strays. LastUsed (optional) says when
+	// a key was last used, for the last_used check.
+	Create   *HTTPCallSpec `yaml:"create"`
+	Verify   *HTTPCallSpec `yaml:"verify"`
+	Revoke   *HTTPCallSpec `yaml:"revoke"`
+	Restore  *HTTPCallSpec `yaml:"restore"`
+	List     *HTTPCallSpec `yaml:"list"`
+	LastUsed *HTTPCallSpec `yaml:"last_used"`
+}
+
+// HTTPCallSpec is one HTTP call to a provider. URL, headers and body are
+// templates with placeholders: {name} (the new key's name), {key_id},
+// {secret_id}, {run_id}, and, in headers and body only, {management} (the
+// management credential) and {key} (the key being verified). In the body
+// each value is JSON-escaped; in the URL it is path-escaped.
+type HTTPCallSpec struct {
+	Method  string            `yaml:"method"`
+	URL     string            `yaml:"url"`
+	Headers map[string]string `yaml:"headers"`
+	Body    string            `yaml:"body"`
+	// Status lists the statuses that mean success (default: any 2xx).
+	Status []int `yaml:"status"`
+	// GoneStatus lists the statuses that mean the key does not exist
+	// (default 404 and 410): revoking it is then done already.
+	GoneStatus []int `yaml:"gone_status"`
+	// Paths into the JSON answer: dot-separated keys and list indexes
+	// (data.hash, items.0.id).
+	KeyPath      string `yaml:"key_path"`       // create: the new key
+	IDPath       string `yaml:"id_path"`        // create: its id; list: an item's id
+	ItemsPath    string `yaml:"items_path"`     // list: the list of keys
+	NamePath     string `yaml:"name_path"`      // list: an item's name
+	LastUsedPath string `yaml:"last_used_path"` // last_used: an RFC 3339 time or Unix seconds
+	UsagePath    string `yaml:"usage_path"`     // last_used: a usage counter, unused while it stays put
+}
+
+// TokenSpec generates tokens rotator issues itself: Prefix followed by
+// Length random characters (A-Z a-z 0-9) from crypto/rand.
+type TokenSpec struct {
+	Prefix string `yaml:"prefix"`
+	// Length is the number of random characters, 24..256 (default 40).
+	Length int `yaml:"length"`
+	// Field is the name the token is published under (default "token").
+	Field string `yaml:"field"`
 }
 
 // PostgresSpec rotates a Postgres role password.
@@ -275,7 +355,35 @@ type PublishSpec struct {
 type CheckSpec struct {
 	// Delay passes once the duration has passed since publish.
 	Delay *Duration `yaml:"delay"`
-	Pos   Position  `yaml:"-"`
+	// HTTP passes once every listed client reports the new version.
+	HTTP *HTTPCheckSpec `yaml:"http"`
+	// LastUsed passes once the provider reports the old key unused for a
+	// while (http_api rotators with a last_used call).
+	LastUsed *LastUsedCheckSpec `yaml:"last_used"`
+	Pos      Position           `yaml:"-"`
+}
+
+// HTTPCheckSpec asks each client which version of the secret it uses: a
+// GET of each URL answers with the version's fingerprint (or number) in a
+// JSON field or a header.
+type HTTPCheckSpec struct {
+	URLs []string `yaml:"urls"`
+	// Match is what the clients report: "fingerprint" (default) or
+	// "version".
+	Match string `yaml:"match"`
+	// JSONPath is where the value is in a JSON answer (default: the value
+	// of match, as appsecret's handler answers); Header reads a response
+	// header instead. At most one of the two.
+	JSONPath string `yaml:"json_path"`
+	Header   string `yaml:"header"`
+	// Timeout bounds each request (default 5s).
+	Timeout *Duration `yaml:"timeout"`
+}
+
+// LastUsedCheckSpec passes once the old key has not been used for
+// UnusedFor.
+type LastUsedCheckSpec struct {
+	UnusedFor *Duration `yaml:"unused_for"`
 }
 
 // NotifySpec says whom to tell, and about what.

@@ -347,9 +347,7 @@ func (v *validator) secrets() {
 		v.rotator(p+".rotator", s.Rotator)
 		v.publish(p, s.Publish)
 		for j, c := range s.Checks {
-			if c.Delay == nil {
-				v.errf(fmt.Sprintf("%s.checks[%d]", p, j), "must set one kind of check: delay")
-			}
+			v.check(fmt.Sprintf("%s.checks[%d]", p, j), s, c)
 		}
 		v.effectiveRetry(p+".retry", f.Defaults.Retry, classes[s.Class], s.Retry)
 	}
@@ -406,9 +404,13 @@ func (v *validator) cron(path, spec string) {
 
 func (v *validator) rotator(path string, r RotatorSpec) {
 	if r.Type() == "" {
-		v.errf(path, "must set one kind of rotator: postgres")
+		v.errf(path, "must set one kind of rotator: postgres, http_api or token")
 		return
 	}
+	if kinds := countSet(r.Postgres != nil, r.HTTPAPI != nil, r.Token != nil); kinds > 1 {
+		v.errf(path, "must set exactly one kind of rotator (postgres, http_api or token), got %d", kinds)
+	}
+	v.apiRotator(path, r)
 	if pg := r.Postgres; pg != nil {
 		p := path + ".postgres"
 		if pg.AdminDSN.IsZero() {

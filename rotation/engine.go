@@ -89,6 +89,18 @@ type Engine struct {
 	// Events receives notifications (optional). It must not block.
 	Events func(Event)
 	Hooks  Hooks
+	// Metrics records outcomes and durations (optional).
+	Metrics *Metrics
+}
+
+func (e *Engine) observeRun(t Target, run *state.Run) {
+	if e.Metrics == nil || run == nil {
+		return
+	}
+	e.Metrics.Rotations.WithLabelValues(t.ID, t.Class, run.Status).Inc()
+	if run.FinishedAt != nil {
+		e.Metrics.RotationDuration.WithLabelValues(t.Class, run.Status).Observe(run.FinishedAt.Sub(run.StartedAt).Seconds())
+	}
 }
 
 // DefaultHolder names this process: host:pid.
@@ -150,8 +162,9 @@ type Options struct {
 	// until the run ends or is held. Without it Run returns as soon as a
 	// step must wait, and a later Run continues it.
 	Wait bool
-	// IfDue starts a new run only when the secret is due (NextDue says);
-	// unfinished runs are always advanced.
+	// IfDue starts a new run only when the secret is due (NextDue, or the
+	// secret's recorded next_due_at), inside its window and not
+	// quarantined; unfinished runs are always advanced.
 	IfDue   bool
 	NextDue func(state.Secret) time.Time
 }
@@ -160,7 +173,7 @@ type Options struct {
 type Result struct {
 	SecretID  string
 	RunID     string
-	Status    string // running, waiting, succeeded, failed, rolled_back, not_due
+	Status    string // running, waiting, succeeded, failed, rolled_back, not_due, quarantined
 	Step      string
 	Version   int64
 	Resumed   bool
@@ -291,9 +304,21 @@ func (r *runner) advance(ctx context.Context, opts Options) (Result, error) {
 	}
 	resumed := run != nil
 	if run == nil {
-		if opts.IfDue && opts.NextDue != nil {
-			if due := opts.NextDue(sec); e.now().Before(due) {
+		if opts.IfDue {
+			if sec.Status == "quarantined" {
+				return Result{SecretID: r.t.ID, Status: "quarantined", Detail: "quarantined after repeated failures: `rotator resume --secret " + r.t.ID + "` lifts it"}, nil
+			}
+			var due time.Time
+			if opts.NextDue != nil {
+				due = opts.NextDue(sec)
+			} else if sec.NextDueAt != nil {
+				due = *sec.NextDueAt
+			}
+			if e.now().Before(due) {
 				return Result{SecretID: r.t.ID, Status: "not_due", WaitUntil: due}, nil
+			}
+			if r.t.Allowed != nil && !r.t.Allowed(e.now()) {
+				return Result{SecretID: r.t.ID, Status: "not_due", WaitUntil: due, Detail: "outside its window"}, nil
 			}
 		}
 		trigger := opts.Trigger
@@ -448,6 +473,9 @@ func (r *runner) action(ctx context.Context, step, what string, fn func(ctx cont
 		}); ferr != nil {
 			return ferr
 		}
+		if e.Metrics != nil {
+			e.Metrics.StepDuration.WithLabelValues(step, outcome).Observe(e.now().Sub(start).Seconds())
+		}
 		e.log().Info("step", "secret", r.t.ID, "run_id", r.run.ID, "step", step, "attempt", attempt,
 			"outcome", outcome, "duration_ms", e.now().Sub(start).Milliseconds(), "detail", r.redact(detail), "err", errText)
 		if err == nil {
@@ -458,7 +486,13 @@ func (r *runner) action(ctx context.Context, step, what string, fn func(ctx cont
 			}
 			return nil
 		}
-		if IsPermanent(err) || ctx.Err() != nil || attempt == pol.Attempts {
+		if ctx.Err() != nil {
+			// Shutting down (or the lease was lost): the step stays where
+			// it is, journaled as interrupted, and resumes later. It is not
+			// a failure of the rotation.
+			return fmt.Errorf("%s %s interrupted: %w", step, what, context.Cause(ctx))
+		}
+		if IsPermanent(err) || attempt == pol.Attempts {
 			break
 		}
 		if err := e.sleep(ctx, b.NextBackOff()); err != nil {
@@ -512,6 +546,9 @@ func (r *runner) generate(ctx context.Context) error {
 			return "", err
 		}
 		cred = resp.Credential
+		if toMeta(r.run.Old).IsZero() && !resp.Replaces.IsZero() {
+			r.run.Old = fromMeta(resp.Replaces)
+		}
 		if cred.Secret.IsZero() {
 			return "", Permanent(errors.New("rotator returned an empty secret"))
 		}
@@ -748,8 +785,13 @@ func (r *runner) succeed(ctx context.Context) error {
 	now := e.now()
 	r.run.Status, r.run.Step, r.run.FinishedAt, r.run.WaitUntil, r.run.Sealed = state.RunSucceeded, StepDone, &now, nil, nil
 	r.run.Detail = fmt.Sprintf("version %d (%s) is current", r.run.Version, toMeta(r.run.New))
+	var next *time.Time
+	if r.t.NextDue != nil {
+		n := r.t.NextDue(now)
+		next = &n
+	}
 	err := r.save(ctx, func(tx *state.Tx) error {
-		if err := tx.RecordOutcome(ctx, r.t.ID, state.RunSucceeded, "", nil); err != nil {
+		if err := tx.RecordOutcome(ctx, r.t.ID, state.RunSucceeded, "", next); err != nil {
 			return err
 		}
 		return tx.Audit(ctx, r.t.ID, r.run.ID, "rotated", r.run.Detail)
@@ -757,6 +799,7 @@ func (r *runner) succeed(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	e.observeRun(r.t, r.run)
 	e.log().Info("rotation succeeded", "secret", r.t.ID, "run_id", r.run.ID, "version", r.run.Version, "credential", toMeta(r.run.New).String())
 	e.emit(Event{Kind: "rotation_succeeded", SecretID: r.t.ID, Class: r.t.Class, RunID: r.run.ID, Channel: r.t.Channel, Detail: r.run.Detail})
 	return nil
@@ -791,18 +834,40 @@ func (r *runner) fail(ctx context.Context, step string, cause error) error {
 	now := e.now()
 	r.run.Status, r.run.Step, r.run.Error, r.run.FinishedAt, r.run.WaitUntil, r.run.Sealed = state.RunFailed, step, msg, &now, nil, nil
 	r.run.Detail = "failed at " + step + "; the old credential " + toMeta(r.run.Old).String() + " is still valid and published"
+	var retry *time.Time
+	if r.t.RetryAt != nil {
+		n := r.t.RetryAt(now)
+		retry = &n
+	}
+	quarantine := r.t.QuarantineAfter > 0 && r.sec.ConsecutiveFailures+1 >= r.t.QuarantineAfter
 	err := r.save(cctx, func(tx *state.Tx) error {
-		if err := tx.RecordOutcome(cctx, r.t.ID, state.RunFailed, msg, nil); err != nil {
+		if err := tx.RecordOutcome(cctx, r.t.ID, state.RunFailed, msg, retry); err != nil {
 			return err
+		}
+		if quarantine {
+			if err := tx.Quarantine(cctx, r.t.ID, fmt.Sprintf("%d consecutive failed runs", r.sec.ConsecutiveFailures+1)); err != nil {
+				return err
+			}
 		}
 		return tx.Audit(cctx, r.t.ID, r.run.ID, "failed", msg)
 	})
 	if err != nil {
 		return err
 	}
+	if quarantine {
+		e.log().Error("secret quarantined", "secret", r.t.ID, "consecutive_failures", r.sec.ConsecutiveFailures+1)
+		e.emit(Event{Kind: "quarantined", SecretID: r.t.ID, Class: r.t.Class, RunID: r.run.ID, Step: step, Error: msg, Channel: r.t.Channel,
+			Detail:   fmt.Sprintf("%d consecutive failed runs; no more automatic attempts", r.sec.ConsecutiveFailures+1),
+			Commands: []string{"rotator history --secret " + r.t.ID, "rotator resume --secret " + r.t.ID}})
+	}
+	e.observeRun(r.t, r.run)
 	e.log().Error("rotation failed", "secret", r.t.ID, "run_id", r.run.ID, "step", step, "err", msg)
-	e.emit(Event{Kind: "rotation_failed", SecretID: r.t.ID, Class: r.t.Class, RunID: r.run.ID, Step: step, Error: msg,
-		Attempt: r.run.Attempt, MaxAttempts: r.t.Retry.normalized().Attempts, Channel: r.t.Channel,
-		Commands: []string{"rotator run --secret " + r.t.ID, "rotator history --secret " + r.t.ID}})
+	ev := Event{Kind: "rotation_failed", SecretID: r.t.ID, Class: r.t.Class, RunID: r.run.ID, Step: step, Error: msg,
+		Attempt: r.run.Attempt, MaxAttempts: r.t.QuarantineAfter, Channel: r.t.Channel,
+		Commands: []string{"rotator run --secret " + r.t.ID, "rotator history --secret " + r.t.ID}}
+	if retry != nil && !quarantine {
+		ev.NextAttempt = *retry
+	}
+	e.emit(ev)
 	return nil
 }

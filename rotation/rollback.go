@@ -130,6 +130,7 @@ func (r *runner) undo(ctx context.Context, reason string) (RollbackResult, error
 		}
 		return tx.Audit(ctx, r.t.ID, r.run.ID, "rolled_back", r.run.Detail)
 	})
+	e.observeRun(r.t, r.run)
 	e.log().Warn("rolled back", "secret", r.t.ID, "run_id", r.run.ID, "detail", r.run.Detail)
 	return res, err
 }

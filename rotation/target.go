@@ -35,6 +35,22 @@ type Target struct {
 	Poll time.Duration
 	// Channel is a Slack channel override for this secret's events.
 	Channel string
+	// Server groups targets that share a server (a Postgres host:port), so
+	// a tick can bound the rotations running against one server.
+	Server string
+
+	// NextDue computes when the secret is due again after a success at t
+	// (nil: the engine records no due time).
+	NextDue func(lastSuccess time.Time) time.Time
+	// RetryAt computes when a secret whose run failed is tried again
+	// (nil: its due time is left as it was).
+	RetryAt func(now time.Time) time.Time
+	// Allowed reports whether a new rotation may start at t (its window).
+	// Unfinished runs are always advanced. Nil allows any time.
+	Allowed func(t time.Time) bool
+	// QuarantineAfter stops automatic attempts after this many
+	// consecutive failed runs (0: never).
+	QuarantineAfter int
 }
 
 // Publication is one store path a secret is published to.

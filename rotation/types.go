@@ -250,6 +250,10 @@ type GenerateRequest struct {
 // GenerateResponse carries the new, tested credential.
 type GenerateResponse struct {
 	Credential Credential
+	// Replaces is the credential the new one replaces, as the rotator
+	// found it at the target (for a first rotation, when the engine did
+	// not know it). The engine verifies and retires it.
+	Replaces CredentialMeta
 }
 
 // TestRequest names the credential to test.

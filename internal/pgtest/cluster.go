@@ -103,16 +103,12 @@ func Start(opts Options) (*Cluster, error) {
 	c := &Cluster{Dir: dir, Port: port, Password: hex.EncodeToString(pw), bin: bin,
 		logFile: filepath.Join(dir, "postgres.log")}
 
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			return nil, fmt.Errorf("pgtest: running as root and there is no 'postgres' user to run the cluster as: %w", err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		c.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	if c.cred, err = runAs(); err != nil {
+		return nil, err
+	}
+	if c.cred != nil {
 		_ = os.Chmod(dir, 0o700)
-		if err := os.Chown(dir, uid, gid); err != nil {
+		if err := os.Chown(dir, int(c.cred.Uid), int(c.cred.Gid)); err != nil {
 			return nil, fmt.Errorf("pgtest: %w", err)
 		}
 	}
@@ -142,6 +138,35 @@ func Start(opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// runAs returns the credential to run PostgreSQL with: PostgreSQL refuses
+// to run as root, so root runs it as the "postgres" user.
+func runAs() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: running as root and there is no 'postgres' user to run the cluster as: %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// Attach returns the cluster whose files are in dir (made by Start), to stop
+// or close it from another process.
+func Attach(dir string) (*Cluster, error) {
+	bin, err := findBin()
+	if err != nil {
+		return nil, err
+	}
+	cred, err := runAs()
+	if err != nil {
+		return nil, err
+	}
+	return &Cluster{Dir: dir, bin: bin, cred: cred, logFile: filepath.Join(dir, "postgres.log")}, nil
 }
 
 func (c *Cluster) run(name string, args ...string) ([]byte, error) {

@@ -1,0 +1,259 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rotator/rotator/internal/pgtest"
+)
+
+// The CLI is built once and run as a process, like a user and a CronJob.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "rotator-cli-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "rotator")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build rotator: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := pgtest.Main(m)
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type cli struct {
+	t   *testing.T
+	dir string
+	env []string
+	all bytes.Buffer // every byte the CLI printed
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func (c *cli) run(args ...string) result {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = c.dir
+	cmd.Env = c.env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(c.t, err)
+	}
+	c.all.Write(stdout.Bytes())
+	c.all.Write(stderr.Bytes())
+	return result{code, stdout.String(), stderr.String()}
+}
+
+const policyYAML = `version: 1
+stores:
+  - name: local
+    files:
+      dir: secrets
+secrets:
+  - id: db/postgres
+    class: database
+    rotator:
+      postgres:
+        admin_dsn: {env: ROTATOR_PG_ADMIN_DSN}
+        role: app
+    publish:
+      - store: local
+        path: db/postgres.json
+    grace: 30s
+    monitor: 0s
+`
+
+func newCLI(t *testing.T) *cli {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "policies.yaml"), []byte(policyYAML), 0o600))
+	appDSN := pgtest.NewDatabase(t)
+	stateDSN := pgtest.NewDatabase(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, appDSN)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='app') THEN CREATE ROLE app; END IF; END $$;
+		ALTER ROLE app LOGIN PASSWORD 'cli-initial-password'`)
+	require.NoError(t, err)
+	c := &cli{t: t, dir: dir}
+	key := exec.Command(binary, "keygen")
+	out, err := key.Output()
+	require.NoError(t, err)
+	c.env = append(os.Environ(),
+		"DATABASE_URL="+stateDSN, "ROTATOR_PG_ADMIN_DSN="+appDSN,
+		"ROTATOR_STATE_KEY="+strings.TrimSpace(string(out)), "ROTATOR_POLICIES=", "ROTATOR_LOG_FORMAT=json")
+	return c
+}
+
+func (c *cli) withoutEnv(name string) []string {
+	var out []string
+	for _, kv := range c.env {
+		if !strings.HasPrefix(kv, name+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func TestCLIEndToEnd(t *testing.T) {
+	c := newCLI(t)
+
+	r := c.run("validate")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "policies.yaml: ok")
+
+	// Before migrate, commands say what to do.
+	r = c.run("status")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "rotator migrate")
+
+	r = c.run("migrate")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "applied migrations [1]")
+	r = c.run("migrate")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "up to date")
+
+	r = c.run("init", "--secret", "db/postgres")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "app_blue")
+
+	r = c.run("run", "--secret", "db/postgres", "--dry-run")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "dry run")
+	require.Contains(t, r.stdout, "1. generate:")
+
+	// A missing state key is refused with how to make one.
+	saved := c.env
+	c.env = c.withoutEnv("ROTATOR_STATE_KEY")
+	r = c.run("run", "--secret", "db/postgres")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "rotator keygen")
+	c.env = saved
+
+	for i := 0; i < 2; i++ {
+		r = c.run("run", "--secret", "db/postgres")
+		require.Equal(t, 0, r.code, r.stdout+r.stderr)
+		require.Contains(t, r.stdout, "db/postgres: rotated")
+	}
+	var published map[string]string
+	b, err := os.ReadFile(filepath.Join(c.dir, "secrets/db/postgres.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &published))
+	require.Equal(t, "app_green", published["username"])
+	require.Equal(t, "2", published["version"])
+
+	r = c.run("status", "-o", "json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var status []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &status))
+	require.Len(t, status, 1)
+	require.Equal(t, "db/postgres", status[0]["id"])
+	require.Equal(t, "succeeded", status[0]["last_outcome"])
+	require.EqualValues(t, 2, status[0]["current_version"])
+
+	r = c.run("status")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "SECRET")
+	require.Contains(t, r.stdout, "app_green")
+
+	r = c.run("history", "--secret", "db/postgres", "-o", "json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var runs []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &runs))
+	require.Len(t, runs, 2)
+	require.Equal(t, "succeeded", runs[0]["status"])
+	require.NotEmpty(t, runs[0]["steps"])
+
+	r = c.run("history", "--secret", "db/postgres")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "SUCCEEDED")
+	require.Contains(t, r.stdout, "publish")
+
+	r = c.run("rollback", "--secret", "db/postgres")
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	require.Contains(t, r.stdout, "is current again")
+	b, err = os.ReadFile(filepath.Join(c.dir, "secrets/db/postgres.json"))
+	require.NoError(t, err)
+	var after map[string]string
+	require.NoError(t, json.Unmarshal(b, &after))
+	require.Equal(t, "app_blue", after["username"])
+
+	// Nothing the CLI printed holds a password it published.
+	for _, pw := range []string{published["password"], after["password"], "cli-initial-password"} {
+		require.NotContains(t, c.all.String(), pw)
+	}
+}
+
+func TestCLIUsageAndBadPolicy(t *testing.T) {
+	c := &cli{t: t, dir: t.TempDir(), env: append(os.Environ(), "ROTATOR_POLICIES=")}
+	require.NoError(t, os.WriteFile(filepath.Join(c.dir, "policies.yaml"), []byte(`version: 1
+secrets:
+  - id: db/postgres
+    class: database
+    rotator:
+      postgres:
+        admin_dsn: "postgres://admin:hunter2@db/app"
+        role: app
+        colour: blue
+    publish:
+      - store: nowhere
+        path: x.json
+`), 0o600))
+	r := c.run("validate")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "policies.yaml:7:20")
+	require.Contains(t, r.stderr, "inline")
+	require.Contains(t, r.stderr, "policies.yaml:9:9")
+	require.Contains(t, r.stderr, "colour")
+	require.Contains(t, r.stderr, "nowhere")
+	require.NotContains(t, r.stderr, "hunter2")
+
+	r = c.run("run")
+	require.Equal(t, 2, r.code)
+	require.Contains(t, r.stderr, "--secret")
+
+	r = c.run("frobnicate")
+	require.Equal(t, 2, r.code)
+
+	for _, sub := range []string{"migrate", "keygen", "validate", "init", "run", "status", "history", "rollback"} {
+		r = c.run(sub, "--help")
+		require.Equal(t, 0, r.code, sub)
+		require.Contains(t, r.stdout, "Examples:", sub)
+	}
+
+	c.env = append(c.env, "DATABASE_URL=postgres://rotator:pw-never-shown@127.0.0.1:1/rotator?connect_timeout=2")
+	require.NoError(t, os.WriteFile(filepath.Join(c.dir, "policies.yaml"), []byte(policyYAML), 0o600))
+	r = c.run("history", "--secret", "db/postgres")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "127.0.0.1:1/rotator")
+	require.Contains(t, r.stderr, "unreachable")
+	require.NotContains(t, r.stderr, "pw-never-shown")
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"github.com/rotator/rotator/notify"
+	"github.com/rotator/rotator/policy"
+	"github.com/rotator/rotator/rotation"
+)
+
+// notifierSink adapts the engine's events to a notify.Notifier.
+type notifierSink struct{ n *notify.Notifier }
+
+func (s notifierSink) Send(e rotation.Event) {
+	s.n.Notify(notify.Event{Kind: e.Kind, SecretID: e.SecretID, Class: e.Class, RunID: e.RunID, Step: e.Step,
+		Error: e.Error, Attempt: e.Attempt, MaxAttempts: e.MaxAttempts, NextAttempt: e.NextAttempt, Channel: e.Channel,
+		Commands: e.Commands, At: e.At, Detail: e.Detail})
+}
+
+func (s notifierSink) Close(ctx context.Context) error { return s.n.Close(ctx) }
+
+// notifier builds the notification sinks of the policies file; nil when
+// none are configured.
+func (a *app) notifier(f *policy.File, reg prometheus.Registerer) (eventSink, error) {
+	n, err := a.buildNotifier(f, reg)
+	if err != nil || n == nil {
+		return nil, err
+	}
+	return notifierSink{n}, nil
+}
+
+func (a *app) buildNotifier(f *policy.File, reg prometheus.Registerer) (*notify.Notifier, error) {
+	if f.Notify.Slack == nil && len(f.Notify.Webhooks) == 0 {
+		return nil, nil
+	}
+	sinks, err := notify.FromPolicy(f.Notify, policy.Ref.Resolve, notify.PolicyOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return notify.New(notify.Config{Logger: a.logger, Registerer: reg}, sinks...)
+}
+
+// withNotifier wires notifications into a one-shot command's engine and
+// returns the function that flushes them before exit.
+func (a *app) withNotifier(ctx context.Context, e *rotation.Engine, f *policy.File) (func(), error) {
+	n, err := a.notifier(f, nil)
+	if err != nil {
+		return nil, err
+	}
+	if n == nil {
+		return func() {}, nil
+	}
+	e.Events = n.Send
+	return func() {
+		if err := n.Close(context.WithoutCancel(ctx)); err != nil {
+			a.logger.Warn("some notifications were not delivered", "err", err.Error())
+		}
+	}, nil
+}
+
+func (a *app) notifyCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "notify",
+		Short: "Notification tools",
+	}
+	c.AddCommand(&cobra.Command{
+		Use:   "test",
+		Short: "Send a test message to every configured sink and report what each answered",
+		Long: `notify test sends one test message to every sink in the notify: section of the
+policies file (Slack and webhooks), at once, and prints what each destination
+answered. It exits 1 if any sink failed.`,
+		Example: `  rotator notify test`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f, err := a.loadPolicy()
+			if err != nil {
+				return err
+			}
+			n, err := a.buildNotifier(f, nil)
+			if err != nil {
+				return err
+			}
+			if n == nil {
+				return fmt.Errorf("%s configures no notifications (notify.slack or notify.webhooks)", f.Path)
+			}
+			defer n.Close(context.WithoutCancel(cmd.Context()))
+			failed := 0
+			for _, r := range n.Test(cmd.Context()) {
+				if r.Err != nil {
+					failed++
+					fmt.Fprintf(a.stdout, "%s: FAILED: %v\n", r.Sink, r.Err)
+					continue
+				}
+				fmt.Fprintf(a.stdout, "%s: ok: %s\n", r.Sink, r.Receipt)
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d sink(s) failed", failed)
+			}
+			return nil
+		},
+	})
+	return c
+}
