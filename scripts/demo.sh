@@ -49,8 +49,9 @@ login_check() {
   user=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["username"])' "$f")
   pass=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["password"])' "$f")
   local dsn; dsn=$(printf '%s' "$ROTATOR_PG_ADMIN_DSN" | sed -E "s#//[^@]+@#//$user:$pass@#")
-  echo "the store holds version $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$f") for $user (file mode $(stat -c %a "$f"), previous kept as $(ls .rotator/secrets/db/ | grep previous | head -1))"
-  psql -qAt "$dsn" -c "SELECT 'logged in as ' || current_user || ' with the published password; orders visible: ' || count(*) FROM orders"
+  echo "the store holds version $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$f") for $user (file mode $(stat -c %a "$f"))"
+  if [ -f "$f.previous" ]; then echo "the previous version is kept beside it as $f.previous"; fi
+  psql -qAt "$dsn" -c "SELECT 'logged in as ' || session_user || ' (acting as ' || current_user || ') with the published password; orders visible: ' || count(*) FROM orders"
 }
 for i in 1 2; do
   say "rotator run --secret db/postgres   (rotation $i)"

@@ -227,6 +227,10 @@ a later run (or the daemon) continues it.
 				}
 				worst = code
 			}
+			rs, err := rules(f)
+			if err != nil {
+				return err
+			}
 			for _, s := range specs {
 				if due {
 					break
@@ -235,6 +239,8 @@ a later run (or the daemon) continues it.
 				if err != nil {
 					return err
 				}
+				t.Server = serverKey(s)
+				scheduleTarget(&t, rs[s.ID], defaultQuarantineAfter, defaultRetryAfter)
 				res, err := e.Run(ctx, t, rotation.Options{Trigger: trigger, Wait: !noWait})
 				code := a.report(res, err)
 				if code > worst {
