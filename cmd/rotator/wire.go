@@ -125,6 +125,9 @@ func (w *wiring) store(ctx context.Context, name string) (rotation.Store, error)
 	if err != nil {
 		return nil, fmt.Errorf("store %q (%s, defined at %s): %w", name, spec.Type(), spec.Pos, err)
 	}
+	if d := slowDuration(); d > 0 {
+		s = slowStore{Store: s, d: d}
+	}
 	w.stores[name] = s
 	return s, nil
 }
@@ -171,6 +174,9 @@ func (w *wiring) target(ctx context.Context, s *policy.SecretSpec) (rotation.Tar
 		return t, err
 	}
 	t.Rotator = r
+	if d := slowDuration(); d > 0 {
+		t.Rotator = slowRotator{Rotator: r, d: d}
+	}
 	for _, p := range s.Publish {
 		st, err := w.store(ctx, p.Store)
 		if err != nil {
@@ -227,5 +233,10 @@ func (a *app) engine(ctx context.Context) (*rotation.Engine, *state.DB, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return &rotation.Engine{DB: db, Key: key, Logger: a.logger, Holder: rotation.DefaultHolder(), Now: time.Now}, db, nil
+	e := &rotation.Engine{DB: db, Key: key, Logger: a.logger, Holder: rotation.DefaultHolder(), Now: time.Now}
+	if err := a.applyTestKnobs(e); err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return e, db, nil
 }
