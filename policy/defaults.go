@@ -16,6 +16,13 @@ const (
 	DefaultRetryAttempts = 3
 	DefaultRetryInitial  = 2 * time.Second
 	DefaultRetryMax      = time.Minute
+	// DefaultRetryNextRun is how long after a failed run the secret is
+	// tried again (at its window's next opening after that).
+	DefaultRetryNextRun = time.Hour
+	// DefaultQuarantineAfter consecutive failed runs quarantine a secret.
+	DefaultQuarantineAfter = 3
+	// MaxQuarantineAfter bounds quarantine_after.
+	MaxQuarantineAfter = 100
 	DefaultJitter        = 30 * time.Minute
 	DefaultTimeZone      = "UTC"
 
@@ -156,6 +163,9 @@ func (f *File) fillDefaults() {
 type Retry struct {
 	Attempts     int
 	Initial, Max time.Duration
+	// NextRun and QuarantineAfter govern whole runs (see RetrySpec).
+	NextRun         time.Duration
+	QuarantineAfter int
 }
 
 // Settings are a secret's effective settings.
@@ -197,7 +207,8 @@ func (f *File) Settings(s *SecretSpec) Settings {
 		OnTimeout: firstString(DefaultOnTimeout, s.OnTimeout, c.OnTimeout, df.OnTimeout),
 		TimeZone:  firstString(DefaultTimeZone, df.TimeZone),
 		AdoptAge:  s.AdoptAge,
-		Retry:     Retry{Attempts: DefaultRetryAttempts, Initial: DefaultRetryInitial, Max: DefaultRetryMax},
+		Retry: Retry{Attempts: DefaultRetryAttempts, Initial: DefaultRetryInitial, Max: DefaultRetryMax,
+			NextRun: DefaultRetryNextRun, QuarantineAfter: DefaultQuarantineAfter},
 	}
 	var slackChannel string
 	if f.Notify.Slack != nil {
@@ -217,6 +228,12 @@ func (f *File) Settings(s *SecretSpec) Settings {
 		}
 		if r.Max != nil {
 			out.Retry.Max = r.Max.D()
+		}
+		if r.NextRun != nil {
+			out.Retry.NextRun = r.NextRun.D()
+		}
+		if r.QuarantineAfter != nil {
+			out.Retry.QuarantineAfter = *r.QuarantineAfter
 		}
 	}
 	for _, w := range []*WindowSpec{s.Window, c.Window, df.Window} {

@@ -24,10 +24,10 @@ func TestSettingsPrecedence(t *testing.T) {
 		},
 		{
 			name:     "file defaults over built-ins",
-			defaults: "  grace: 1h\n  monitor: 1m\n  on_timeout: proceed\n  jitter: 0s\n  time_zone: Europe/Berlin\n  retry: {attempts: 5}\n",
+			defaults: "  grace: 1h\n  monitor: 1m\n  on_timeout: proceed\n  jitter: 0s\n  time_zone: Europe/Berlin\n  retry: {attempts: 5, next_run: 2h, quarantine_after: 0}\n",
 			want: func(s *Settings) {
 				s.Grace, s.Monitor, s.OnTimeout, s.Jitter, s.TimeZone = time.Hour, time.Minute, OnTimeoutProceed, 0, "Europe/Berlin"
-				s.Retry.Attempts = 5
+				s.Retry.Attempts, s.Retry.NextRun, s.Retry.QuarantineAfter = 5, 2*time.Hour, 0
 			},
 		},
 		{
@@ -36,7 +36,7 @@ func TestSettingsPrecedence(t *testing.T) {
 			class:    "    interval: 30d\n    grace: 2h\n    retry: {initial: 5s, max: 2m}\n    slack_channel: '#db'\n",
 			want: func(s *Settings) {
 				s.Interval, s.Grace = 30*Day, 2*time.Hour
-				s.Retry = Retry{Attempts: 5, Initial: 5 * time.Second, Max: 2 * time.Minute}
+				s.Retry = Retry{Attempts: 5, Initial: 5 * time.Second, Max: 2 * time.Minute, NextRun: time.Hour, QuarantineAfter: 3}
 				s.SlackChannel = "#db"
 			},
 		},
@@ -101,7 +101,7 @@ func TestSettingsPrecedence(t *testing.T) {
 			want := Settings{
 				Class: "database", Interval: 90 * Day,
 				Grace: 10 * time.Minute, Monitor: 5 * time.Minute, OnTimeout: "hold",
-				Retry:  Retry{Attempts: 3, Initial: 2 * time.Second, Max: time.Minute},
+				Retry:  Retry{Attempts: 3, Initial: 2 * time.Second, Max: time.Minute, NextRun: time.Hour, QuarantineAfter: 3},
 				Jitter: 30 * time.Minute, TimeZone: "UTC",
 			}
 			tt.want(&want)

@@ -113,6 +113,12 @@ type RetrySpec struct {
 	Initial *Duration `yaml:"initial"`
 	// Max caps the wait between tries.
 	Max *Duration `yaml:"max"`
+	// NextRun: after a run failed (its tries spent), the secret is tried
+	// again at the first opening of its window after this long.
+	NextRun *Duration `yaml:"next_run"`
+	// QuarantineAfter consecutive failed runs stop automatic attempts
+	// until `rotator resume`; 0 never quarantines.
+	QuarantineAfter *int `yaml:"quarantine_after"`
 }
 
 // StoreSpec defines a secret store by name. Exactly one of Files, Vault and

@@ -133,6 +133,12 @@ func (v *validator) timing(path string, t timing) {
 	v.enum(join(path, "on_timeout"), t.onTimeout, OnTimeoutHold, OnTimeoutProceed)
 	if r := t.retry; r != nil {
 		p := join(path, "retry")
+		if r.NextRun != nil && r.NextRun.D() < time.Minute {
+			v.errf(p+".next_run", "must be at least 1m (how long after a failed run the secret is tried again), got %s", *r.NextRun)
+		}
+		if r.QuarantineAfter != nil && (*r.QuarantineAfter < 0 || *r.QuarantineAfter > MaxQuarantineAfter) {
+			v.errf(p+".quarantine_after", "must be between 0 (never) and %d consecutive failed runs, got %d", MaxQuarantineAfter, *r.QuarantineAfter)
+		}
 		if v.has(p+".attempts") && (r.Attempts < 1 || r.Attempts > MaxRetryAttempts) {
 			v.errf(p+".attempts", "must be between 1 and %d (tries of a step, the first included), got %d", MaxRetryAttempts, r.Attempts)
 		}

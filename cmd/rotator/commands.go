@@ -240,7 +240,7 @@ a later run (or the daemon) continues it.
 					return err
 				}
 				t.Server = serverKey(s)
-				scheduleTarget(&t, rs[s.ID], defaultQuarantineAfter, defaultRetryAfter)
+				scheduleTarget(&t, rs[s.ID], f.Settings(s).Retry)
 				res, err := e.Run(ctx, t, rotation.Options{Trigger: trigger, Wait: !noWait})
 				code := a.report(res, err)
 				if code > worst {
@@ -292,7 +292,7 @@ func (a *app) runDue(ctx context.Context, e *rotation.Engine, db *state.DB, f *p
 			return t, true, err
 		}
 		t.Server = serverKey(s)
-		scheduleTarget(&t, rs[id], defaultQuarantineAfter, defaultRetryAfter)
+		scheduleTarget(&t, rs[id], f.Settings(s).Retry)
 		targets[id] = t
 		return t, true, nil
 	}

@@ -23,12 +23,6 @@ import (
 	"github.com/rotator/rotator/state"
 )
 
-// Defaults the policy does not (yet) set.
-const (
-	defaultQuarantineAfter = 3
-	defaultRetryAfter      = time.Hour
-)
-
 // generation is one loaded policies file and what was built from it. A
 // reload makes a new one; the old one is closed once the ticks using it end.
 type generation struct {
@@ -55,7 +49,7 @@ func (g *generation) target(ctx context.Context, id string) (rotation.Target, bo
 		return t, true, err
 	}
 	t.Server = serverKey(s)
-	scheduleTarget(&t, g.rules[id], defaultQuarantineAfter, defaultRetryAfter)
+	scheduleTarget(&t, g.rules[id], g.file.Settings(s).Retry)
 	g.targets[id] = t
 	return t, true, nil
 }

@@ -67,7 +67,8 @@ func ruleFor(set policy.Settings) (schedule.Rule, error) {
 }
 
 // scheduleTarget adds the schedule's functions to a target.
-func scheduleTarget(t *rotation.Target, r schedule.Rule, quarantineAfter int, retryAfter time.Duration) {
+func scheduleTarget(t *rotation.Target, r schedule.Rule, retry policy.Retry) {
+	retryAfter := retry.NextRun
 	id := t.ID
 	t.NextDue = func(last time.Time) time.Time {
 		due, _, err := r.Next(id, last, last)
@@ -86,7 +87,7 @@ func scheduleTarget(t *rotation.Target, r schedule.Rule, quarantineAfter int, re
 		return due
 	}
 	t.Allowed = r.Allows
-	t.QuarantineAfter = quarantineAfter
+	t.QuarantineAfter = retry.QuarantineAfter
 }
 
 // syncSchedule makes sure every secret of the policy has a row and a due
