@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,7 +34,10 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 // rotator), a state database, a files store and an engine whose logs are
 // captured.
 type env struct {
-	t        *testing.T
+	t *testing.T
+	// role is this test's group role: roles are cluster-wide, and the
+	// tests of this package run in parallel on one cluster.
+	role     string
 	ctx      context.Context
 	appDSN   string // superuser DSN of the target database
 	stateDSN string
@@ -70,14 +74,12 @@ const initialPassword = "initial-app-password-1234"
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	e := &env{t: t, ctx: ctx, logs: &syncBuffer{}}
+	e := &env{t: t, ctx: ctx, logs: &syncBuffer{}, role: fmt.Sprintf("app%d", roleSeq.Add(1))}
 	e.appDSN = pgtest.NewDatabase(t)
 	e.stateDSN = pgtest.NewDatabase(t)
-	e.exec(`DO $$ BEGIN
-		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app') THEN CREATE ROLE app; END IF; END $$`)
-	e.exec(`ALTER ROLE app LOGIN PASSWORD '` + initialPassword + `'`)
+	e.exec(`CREATE ROLE ` + e.role + ` LOGIN PASSWORD '` + initialPassword + `'`)
 	e.exec(`CREATE TABLE orders (id int PRIMARY KEY)`)
-	e.exec(`ALTER TABLE orders OWNER TO app`)
+	e.exec(`ALTER TABLE orders OWNER TO ` + e.role)
 	e.seen = append(e.seen, initialPassword)
 
 	var err error
@@ -92,7 +94,7 @@ func newEnv(t *testing.T) *env {
 	require.NoError(t, err)
 
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	spec := &policy.PostgresSpec{Role: "app", Mode: "blue_green", Connection: map[string]string{"database": "app"}}
+	spec := &policy.PostgresSpec{Role: e.role, Mode: "blue_green", Connection: map[string]string{"database": "app"}}
 	e.rotator, err = postgres.New(spec, secret.New(e.appDSN), postgres.WithLogger(logger))
 	require.NoError(t, err)
 	t.Cleanup(e.rotator.Close)
@@ -113,6 +115,12 @@ func newEnv(t *testing.T) *env {
 	}
 	return e
 }
+
+// roleSeq numbers the tests' roles (pid-free: each test binary has its own cluster).
+var roleSeq atomic.Int64
+
+func (e *env) blue() string  { return e.role + "_blue" }
+func (e *env) green() string { return e.role + "_green" }
 
 func (e *env) exec(sql string) {
 	e.t.Helper()
@@ -150,7 +158,7 @@ func (e *env) published() rotation.Version {
 func (e *env) publishedWorks() error {
 	v, err := e.store.Read(e.ctx, rotation.ReadRequest{Path: "db/postgres.json", Which: rotation.Current})
 	if errors.Is(err, rotation.ErrNotFound) {
-		return e.login("app", initialPassword)
+		return e.login(e.role, initialPassword)
 	}
 	if err != nil {
 		return err
@@ -192,19 +200,19 @@ func TestFullRotation(t *testing.T) {
 	require.Equal(t, int64(1), res.Version)
 
 	v1 := e.published()
-	require.Equal(t, "app_blue", v1.Credential.Username)
+	require.Equal(t, e.blue(), v1.Credential.Username)
 	require.Equal(t, int64(1), v1.Number)
 	require.Equal(t, res.RunID, v1.RunID)
 	require.Equal(t, "app", v1.Credential.Extra["database"])
-	require.NoError(t, e.login("app_blue", v1.Credential.Secret.Reveal()), "the new password logs in")
-	require.Error(t, e.login("app", initialPassword), "the old credential is retired")
+	require.NoError(t, e.login(e.blue(), v1.Credential.Secret.Reveal()), "the new password logs in")
+	require.Error(t, e.login(e.role, initialPassword), "the old credential is retired")
 
 	res = e.run(rotation.Options{Wait: true})
 	require.Equal(t, state.RunSucceeded, res.Status)
 	v2 := e.published()
-	require.Equal(t, "app_green", v2.Credential.Username)
-	require.NoError(t, e.login("app_green", v2.Credential.Secret.Reveal()))
-	require.Error(t, e.login("app_blue", v1.Credential.Secret.Reveal()), "app_blue is NOLOGIN")
+	require.Equal(t, e.green(), v2.Credential.Username)
+	require.NoError(t, e.login(e.green(), v2.Credential.Secret.Reveal()))
+	require.Error(t, e.login(e.blue(), v1.Credential.Secret.Reveal()), "app_blue is NOLOGIN")
 	prev, err := e.store.Read(e.ctx, rotation.ReadRequest{Path: "db/postgres.json", Which: rotation.Previous})
 	require.NoError(t, err)
 	require.True(t, prev.Credential.Secret.Equal(v1.Credential.Secret), "the store keeps the previous version")
@@ -212,8 +220,8 @@ func TestFullRotation(t *testing.T) {
 	sec, err := e.db.Secret(e.ctx, "db/postgres")
 	require.NoError(t, err)
 	require.Equal(t, int64(2), sec.CurrentVersion)
-	require.Equal(t, "app_green", sec.Current.Username)
-	require.Equal(t, "app_blue", sec.Previous.Username)
+	require.Equal(t, e.green(), sec.Current.Username)
+	require.Equal(t, e.blue(), sec.Previous.Username)
 	require.NotNil(t, sec.LastSuccessAt)
 
 	runs, err := e.db.Runs(e.ctx, "db/postgres", 10)
@@ -274,8 +282,8 @@ func TestCrashAtEveryStepThenResume(t *testing.T) {
 			v := e.published()
 			require.Equal(t, int64(2), v.Number)
 			require.NoError(t, e.login(v.Credential.Username, v.Credential.Secret.Reveal()))
-			require.Equal(t, "app_green", v.Credential.Username)
-			require.Error(t, e.login("app_blue", "anything"))
+			require.Equal(t, e.green(), v.Credential.Username)
+			require.Error(t, e.login(e.blue(), "anything"))
 			e.noPlaintext()
 		})
 	}
@@ -291,7 +299,7 @@ func TestVerifyWaitsForClients(t *testing.T) {
 	v1 := e.published()
 
 	// An application still connected as app_blue.
-	conn, err := pgx.Connect(e.ctx, pgtest.UserDSN(e.appDSN, "app_blue", v1.Credential.Secret.Reveal()))
+	conn, err := pgx.Connect(e.ctx, pgtest.UserDSN(e.appDSN, e.blue(), v1.Credential.Secret.Reveal()))
 	require.NoError(t, err)
 
 	now := time.Now()
@@ -302,10 +310,10 @@ func TestVerifyWaitsForClients(t *testing.T) {
 	res := e.run(rotation.Options{})
 	require.Equal(t, state.RunWaiting, res.Status)
 	require.Equal(t, rotation.StepVerify, res.Step)
-	require.Contains(t, res.Detail, "app_blue")
+	require.Contains(t, res.Detail, e.blue())
 	v2 := e.published()
-	require.NoError(t, e.login("app_blue", v1.Credential.Secret.Reveal()), "the old credential stays valid while clients use it")
-	require.NoError(t, e.login("app_green", v2.Credential.Secret.Reveal()))
+	require.NoError(t, e.login(e.blue(), v1.Credential.Secret.Reveal()), "the old credential stays valid while clients use it")
+	require.NoError(t, e.login(e.green(), v2.Credential.Secret.Reveal()))
 
 	// Still there on the next tick.
 	clock.Add(time.Minute)
@@ -320,10 +328,10 @@ func TestVerifyWaitsForClients(t *testing.T) {
 		res = e.run(rotation.Options{})
 		return res.Status == state.RunSucceeded
 	}, 10*time.Second, 50*time.Millisecond)
-	require.Error(t, e.login("app_blue", v1.Credential.Secret.Reveal()))
+	require.Error(t, e.login(e.blue(), v1.Credential.Secret.Reveal()))
 
 	// Hold: a client that never leaves, and the grace ends.
-	conn, err = pgx.Connect(e.ctx, pgtest.UserDSN(e.appDSN, "app_green", v2.Credential.Secret.Reveal()))
+	conn, err = pgx.Connect(e.ctx, pgtest.UserDSN(e.appDSN, e.green(), v2.Credential.Secret.Reveal()))
 	require.NoError(t, err)
 	defer conn.Close(e.ctx)
 	var events []rotation.Event
@@ -342,7 +350,7 @@ func TestVerifyWaitsForClients(t *testing.T) {
 	require.Equal(t, "rotation_failed", events[0].Kind)
 	mu.Unlock()
 	v3 := e.published()
-	require.NoError(t, e.login("app_green", v2.Credential.Secret.Reveal()), "held: the old credential stays valid")
+	require.NoError(t, e.login(e.green(), v2.Credential.Secret.Reveal()), "held: the old credential stays valid")
 	require.NoError(t, e.login(v3.Credential.Username, v3.Credential.Secret.Reveal()))
 
 	// With on_timeout proceed, the next look retires it anyway.
@@ -350,7 +358,7 @@ func TestVerifyWaitsForClients(t *testing.T) {
 	e.target.Terminate = true
 	res = e.run(rotation.Options{})
 	require.Equal(t, state.RunSucceeded, res.Status, "%+v", res)
-	require.Error(t, e.login("app_green", v2.Credential.Secret.Reveal()))
+	require.Error(t, e.login(e.green(), v2.Credential.Secret.Reveal()))
 	e.noPlaintext()
 }
 
@@ -373,7 +381,7 @@ func TestRollback(t *testing.T) {
 	v1 := e.published()
 	require.Equal(t, state.RunSucceeded, e.run(rotation.Options{Wait: true}).Status)
 	v2 := e.published()
-	require.Error(t, e.login("app_blue", v1.Credential.Secret.Reveal()))
+	require.Error(t, e.login(e.blue(), v1.Credential.Secret.Reveal()))
 
 	res, err := e.engine.Rollback(e.ctx, e.target)
 	require.NoError(t, err)
@@ -381,12 +389,12 @@ func TestRollback(t *testing.T) {
 	require.Equal(t, int64(1), res.To)
 	cur := e.published()
 	require.True(t, cur.Credential.Secret.Equal(v1.Credential.Secret), "the previous version is current again")
-	require.NoError(t, e.login("app_blue", v1.Credential.Secret.Reveal()), "the previous credential is re-enabled")
-	require.NoError(t, e.login("app_green", v2.Credential.Secret.Reveal()), "the rolled-back one is left valid for clients that still hold it")
+	require.NoError(t, e.login(e.blue(), v1.Credential.Secret.Reveal()), "the previous credential is re-enabled")
+	require.NoError(t, e.login(e.green(), v2.Credential.Secret.Reveal()), "the rolled-back one is left valid for clients that still hold it")
 
 	sec, err := e.db.Secret(e.ctx, "db/postgres")
 	require.NoError(t, err)
-	require.Equal(t, "app_blue", sec.Current.Username)
+	require.Equal(t, e.blue(), sec.Current.Username)
 	require.Equal(t, state.RunRolledBack, sec.LastOutcome)
 
 	// The next rotation starts from the restored version: it re-keys
@@ -394,10 +402,10 @@ func TestRollback(t *testing.T) {
 	res2 := e.run(rotation.Options{Wait: true})
 	require.Equal(t, state.RunSucceeded, res2.Status, "%+v", res2)
 	v3 := e.published()
-	require.Equal(t, "app_green", v3.Credential.Username)
-	require.NoError(t, e.login("app_green", v3.Credential.Secret.Reveal()))
-	require.Error(t, e.login("app_green", v2.Credential.Secret.Reveal()))
-	require.Error(t, e.login("app_blue", v1.Credential.Secret.Reveal()))
+	require.Equal(t, e.green(), v3.Credential.Username)
+	require.NoError(t, e.login(e.green(), v3.Credential.Secret.Reveal()))
+	require.Error(t, e.login(e.green(), v2.Credential.Secret.Reveal()))
+	require.Error(t, e.login(e.blue(), v1.Credential.Secret.Reveal()))
 	e.noPlaintext()
 }
 
@@ -441,12 +449,12 @@ func TestStoreFailureLeavesOldCredential(t *testing.T) {
 	require.ErrorContains(t, res.Err, "connection refused")
 	cur := e.published()
 	require.True(t, cur.Credential.Secret.Equal(v1.Credential.Secret), "the first store was put back")
-	require.NoError(t, e.login("app_blue", v1.Credential.Secret.Reveal()), "the old credential still logs in")
-	require.Error(t, e.login("app_green", "x"))
+	require.NoError(t, e.login(e.blue(), v1.Credential.Secret.Reveal()), "the old credential still logs in")
+	require.Error(t, e.login(e.green(), "x"))
 	var green bool
 	conn, err := pgx.Connect(e.ctx, e.appDSN)
 	require.NoError(t, err)
-	require.NoError(t, conn.QueryRow(e.ctx, `SELECT rolcanlogin FROM pg_roles WHERE rolname = 'app_green'`).Scan(&green))
+	require.NoError(t, conn.QueryRow(e.ctx, `SELECT rolcanlogin FROM pg_roles WHERE rolname = $1`, e.green()).Scan(&green))
 	conn.Close(e.ctx)
 	require.False(t, green, "the unpublished credential was discarded")
 	require.Len(t, events, 1)
@@ -484,7 +492,7 @@ func TestBusyAndDryRun(t *testing.T) {
 	runs, err := e.db.Runs(e.ctx, "db/postgres", 10)
 	require.NoError(t, err)
 	require.Empty(t, runs)
-	require.NoError(t, e.login("app", initialPassword))
+	require.NoError(t, e.login(e.role, initialPassword))
 }
 
 func TestRedact(t *testing.T) {
@@ -492,4 +500,44 @@ func TestRedact(t *testing.T) {
 	v := secret.New("s3cr3t-value")
 	require.Equal(t, "x REDACTED y REDACTED", rotation.Redact("x s3cr3t-value y s3cr3t-value", v))
 	require.Equal(t, "abc", rotation.Redact("abc", secret.New("")))
+}
+
+// Losing the state key must not prevent a rollback: an unfinished run
+// crashed after publish is rolled back with another key (or none).
+func TestRollbackUnfinishedRunWithLostKey(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	require.Equal(t, state.RunSucceeded, e.run(rotation.Options{Wait: true}).Status)
+	v1 := e.published()
+	e.engine.Hooks.After = func(_, step string) error {
+		if step == rotation.StepPublish {
+			return rotation.ErrCrash
+		}
+		return nil
+	}
+	_, err := e.engine.Run(e.ctx, e.target, rotation.Options{Wait: true})
+	require.ErrorIs(t, err, rotation.ErrCrash)
+	require.Equal(t, e.green(), e.published().Credential.Username)
+
+	other, err := seal.Generate(nil)
+	require.NoError(t, err)
+	lost, err := seal.Parse(other)
+	require.NoError(t, err)
+	for _, key := range []*seal.Key{lost, nil} {
+		eng := *e.engine
+		eng.Hooks, eng.Key = rotation.Hooks{}, key
+		res, err := eng.Rollback(e.ctx, e.target)
+		if key == nil { // the second time there is nothing left to undo but version 1 itself
+			require.NoError(t, err)
+			continue
+		}
+		require.NoError(t, err)
+		require.Empty(t, res.Failed)
+		cur := e.published()
+		require.True(t, cur.Credential.Secret.Equal(v1.Credential.Secret))
+		require.NoError(t, e.login(e.blue(), v1.Credential.Secret.Reveal()))
+		active, err := e.db.ActiveRun(e.ctx, "db/postgres")
+		require.NoError(t, err)
+		require.Nil(t, active, "the unfinished run is ended")
+	}
 }

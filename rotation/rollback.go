@@ -158,15 +158,37 @@ func (e *Engine) Rollback(ctx context.Context, t Target) (RollbackResult, error)
 	}
 	if active != nil {
 		r.run = active
-		if active.Sealed != nil {
+		// The sealed credential only helps redact errors: a rollback needs
+		// role names and the stores' previous versions, not the new
+		// secret. So it works without the state key, or with a lost one.
+		if active.Sealed != nil && e.Key != nil {
 			if err := r.unseal(); err != nil {
-				return RollbackResult{}, err
+				e.log().Warn("could not unseal the unfinished run's credential; rolling back without it", "secret", t.ID, "run_id", active.ID, "err", err.Error())
 			}
 		}
 		if active.PublishedAt == nil {
+			// The run's version was never recorded as current: ending the
+			// run puts back any store that took it and disables the new
+			// credential. What was current before the run is current
+			// again; that is the rollback asked for.
+			sec, err := e.DB.Secret(ctx, t.ID)
+			if err != nil {
+				return RollbackResult{}, err
+			}
+			r.sec = sec
 			if err := r.fail(ctx, active.Step, errors.New("cancelled by rollback")); err != nil {
 				return RollbackResult{}, err
 			}
+			res := RollbackResult{SecretID: t.ID, RunID: active.ID, From: active.Version, To: sec.CurrentVersion, Credential: toMeta(sec.Current)}
+			for _, p := range t.Publish {
+				res.Restored = append(res.Restored, "store "+p.String())
+			}
+			if r.run.Error != "" && strings.Contains(r.run.Error, "could not") {
+				res.Failed = append(res.Failed, r.run.Error)
+			}
+			e.emit(Event{Kind: "rollback", SecretID: t.ID, Class: t.Class, RunID: active.ID, Channel: t.Channel,
+				Detail: fmt.Sprintf("unfinished run %s cancelled; version %d is current", active.ID, sec.CurrentVersion)})
+			return res, nil
 		} else {
 			sec, err := e.DB.Secret(ctx, t.ID)
 			if err != nil {

@@ -36,7 +36,7 @@ func TestMigrateIdempotentAndChecks(t *testing.T) {
 	require.ErrorIs(t, db.CheckSchema(ctx), state.ErrSchemaOld)
 	applied, err := db.Migrate(ctx)
 	require.NoError(t, err)
-	require.Equal(t, []int{1}, applied)
+	require.Equal(t, []int{1, 2}, applied)
 	applied, err = db.Migrate(ctx)
 	require.NoError(t, err)
 	require.Empty(t, applied)
@@ -102,6 +102,29 @@ func TestLeaseFencing(t *testing.T) {
 	require.NoError(t, db.ReleaseLease(ctx, a2))
 	_, err = db.AcquireLease(ctx, "db/a", "host-b", time.Minute)
 	require.NoError(t, err)
+}
+
+func TestNotifyEpisodes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := newDB(t)
+	_, ok, err := db.Episode(ctx, "db/a", "slack")
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.NoError(t, db.SaveEpisode(ctx, "db/a", "slack", []byte(`{"Kinds":["rotation_failed"]}`)))
+	require.NoError(t, db.SaveEpisode(ctx, "db/a", "slack", []byte(`{"Kinds":["rotation_failed","rollback"]}`)))
+	data, ok, err := db.Episode(ctx, "db/a", "slack")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.JSONEq(t, `{"Kinds":["rotation_failed","rollback"]}`, string(data))
+	_, ok, err = db.Episode(ctx, "db/a", "webhook")
+	require.NoError(t, err)
+	require.False(t, ok, "episodes are per sink")
+	require.NoError(t, db.EndEpisode(ctx, "db/a", "slack"))
+	require.NoError(t, db.EndEpisode(ctx, "db/a", "slack"))
+	_, ok, err = db.Episode(ctx, "db/a", "slack")
+	require.NoError(t, err)
+	require.False(t, ok)
 }
 
 func TestRunsStepsAudit(t *testing.T) {

@@ -136,7 +136,7 @@ func TestCLIEndToEnd(t *testing.T) {
 
 	r = c.run("migrate")
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Contains(t, r.stdout, "applied migrations [1]")
+	require.Contains(t, r.stdout, "applied migrations [1 2]")
 	r = c.run("migrate")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Contains(t, r.stdout, "up to date")

@@ -418,7 +418,9 @@ what it restored and what it could not.`,
 			if err != nil {
 				return err
 			}
-			e, db, err := a.engine(ctx)
+			// Rollback seals nothing: it runs without the state key (a lost
+			// key must not prevent it).
+			e, db, err := a.engineKeyOptional(ctx)
 			if err != nil {
 				return err
 			}

@@ -128,7 +128,7 @@ func (a *app) runDaemon(ctx context.Context, listen, tickSpec string, shutdown, 
 	if err := d.reload(ctx); err != nil {
 		return err
 	}
-	if n, err := a.notifier(d.gen.Load().file, d.reg); err != nil {
+	if n, err := a.notifier(d.gen.Load().file, db, d.reg); err != nil {
 		return err
 	} else if n != nil {
 		d.notifier = n

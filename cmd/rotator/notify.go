@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,6 +11,7 @@ import (
 	"github.com/rotator/rotator/notify"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
+	"github.com/rotator/rotator/state"
 )
 
 // notifierSink adapts the engine's events to a notify.Notifier.
@@ -23,17 +25,48 @@ func (s notifierSink) Send(e rotation.Event) {
 
 func (s notifierSink) Close(ctx context.Context) error { return s.n.Close(ctx) }
 
+// stateEpisodes keeps notification episodes in the state database, so a
+// failure is announced once and resolved once across processes (CronJob
+// ticks, daemon restarts).
+type stateEpisodes struct{ db *state.DB }
+
+var _ notify.EpisodeStore = stateEpisodes{}
+
+func (s stateEpisodes) Lookup(ctx context.Context, k notify.EpisodeKey) (notify.Episode, bool, error) {
+	var ep notify.Episode
+	data, ok, err := s.db.Episode(ctx, k.SecretID, k.Sink)
+	if err != nil || !ok {
+		return ep, false, err
+	}
+	if err := json.Unmarshal(data, &ep); err != nil {
+		return ep, false, fmt.Errorf("notification episode of %s at %s is corrupt: %w", k.SecretID, k.Sink, err)
+	}
+	return ep, true, nil
+}
+
+func (s stateEpisodes) Save(ctx context.Context, k notify.EpisodeKey, ep notify.Episode) error {
+	data, err := json.Marshal(ep)
+	if err != nil {
+		return err
+	}
+	return s.db.SaveEpisode(ctx, k.SecretID, k.Sink, data)
+}
+
+func (s stateEpisodes) End(ctx context.Context, k notify.EpisodeKey) error {
+	return s.db.EndEpisode(ctx, k.SecretID, k.Sink)
+}
+
 // notifier builds the notification sinks of the policies file; nil when
-// none are configured.
-func (a *app) notifier(f *policy.File, reg prometheus.Registerer) (eventSink, error) {
-	n, err := a.buildNotifier(f, reg)
+// none are configured. With a state database, episodes are kept there.
+func (a *app) notifier(f *policy.File, db *state.DB, reg prometheus.Registerer) (eventSink, error) {
+	n, err := a.buildNotifier(f, db, reg)
 	if err != nil || n == nil {
 		return nil, err
 	}
 	return notifierSink{n}, nil
 }
 
-func (a *app) buildNotifier(f *policy.File, reg prometheus.Registerer) (*notify.Notifier, error) {
+func (a *app) buildNotifier(f *policy.File, db *state.DB, reg prometheus.Registerer) (*notify.Notifier, error) {
 	if f.Notify.Slack == nil && len(f.Notify.Webhooks) == 0 {
 		return nil, nil
 	}
@@ -41,13 +74,17 @@ func (a *app) buildNotifier(f *policy.File, reg prometheus.Registerer) (*notify.
 	if err != nil {
 		return nil, err
 	}
-	return notify.New(notify.Config{Logger: a.logger, Registerer: reg}, sinks...)
+	cfg := notify.Config{Logger: a.logger, Registerer: reg}
+	if db != nil {
+		cfg.Episodes = stateEpisodes{db}
+	}
+	return notify.New(cfg, sinks...)
 }
 
 // withNotifier wires notifications into a one-shot command's engine and
 // returns the function that flushes them before exit.
 func (a *app) withNotifier(ctx context.Context, e *rotation.Engine, f *policy.File) (func(), error) {
-	n, err := a.notifier(f, nil)
+	n, err := a.notifier(f, e.DB, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +117,7 @@ answered. It exits 1 if any sink failed.`,
 			if err != nil {
 				return err
 			}
-			n, err := a.buildNotifier(f, nil)
+			n, err := a.buildNotifier(f, nil, nil)
 			if err != nil {
 				return err
 			}

@@ -229,6 +229,21 @@ func (a *app) engine(ctx context.Context) (*rotation.Engine, *state.DB, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	return a.engineWith(ctx, key)
+}
+
+// engineKeyOptional builds an engine for work that seals nothing
+// (rollback): the key is used when it is there and valid.
+func (a *app) engineKeyOptional(ctx context.Context) (*rotation.Engine, *state.DB, error) {
+	key, err := seal.FromEnv()
+	if err != nil {
+		a.logger.Warn("no usable state key; continuing without it", "err", err.Error())
+		key = nil
+	}
+	return a.engineWith(ctx, key)
+}
+
+func (a *app) engineWith(ctx context.Context, key *seal.Key) (*rotation.Engine, *state.DB, error) {
 	db, err := a.openState(ctx)
 	if err != nil {
 		return nil, nil, err
