@@ -64,6 +64,13 @@ type daemon struct {
 	tickCfg  rotation.TickConfig
 	lastTick atomic.Int64
 	notifier eventSink
+	ann      announcer
+	// ticking makes ticks exclusive: the first tick runs outside the
+	// ticker (at once, on start), and two overlapping ticks would run the
+	// same secret twice in this process (the lease is re-entrant for its
+	// holder, host:pid). first is that first tick, awaited on shutdown.
+	ticking sync.Mutex
+	first   sync.WaitGroup
 }
 
 // eventSink receives engine events (notify, when configured).
@@ -150,7 +157,11 @@ func (a *app) runDaemon(ctx context.Context, listen, tickSpec string, shutdown, 
 		return withCode(exitUsage, fmt.Errorf("--tick %q: %w", tickSpec, err))
 	}
 	ticker.Start()
-	go d.tick(runCtx) // resume interrupted runs and rotate what is due at once
+	d.first.Add(1)
+	go func() { // resume interrupted runs and rotate what is due at once
+		defer d.first.Done()
+		d.tick(runCtx)
+	}()
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -177,10 +188,14 @@ func (a *app) runDaemon(ctx context.Context, listen, tickSpec string, shutdown, 
 			a.logger.Info("stopping: no new work; waiting for running steps", "timeout", shutdown.String())
 			sctx, cancel := context.WithTimeout(context.Background(), shutdown)
 			stopErr := ticker.Stop(sctx)
+			if stopErr == nil {
+				stopErr = waitGroup(sctx, &d.first)
+			}
 			if stopErr != nil {
 				a.logger.Warn("steps still running at the deadline; interrupting them (they resume on the next start)")
 				cancelRuns()
 				_ = ticker.Stop(context.Background())
+				d.first.Wait()
 			}
 			_ = srv.Shutdown(sctx)
 			if d.notifier != nil {
@@ -228,7 +243,24 @@ func (d *daemon) reload(ctx context.Context) error {
 	return nil
 }
 
+// waitGroup waits for wg, or for ctx to end.
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (d *daemon) tick(ctx context.Context) {
+	if !d.ticking.TryLock() {
+		d.a.logger.Warn("tick skipped: the previous tick is still running")
+		return
+	}
+	defer d.ticking.Unlock()
 	g := d.gen.Load()
 	g.users.Add(1)
 	defer g.users.Done()
@@ -245,6 +277,7 @@ func (d *daemon) tick(ctx context.Context) {
 	for _, e := range rep.Errs {
 		d.a.logger.Error("run could not advance", "err", e.Error())
 	}
+	d.ann.announce(ctx, d, time.Now())
 }
 
 func (d *daemon) mux() *http.ServeMux {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
@@ -81,6 +82,10 @@ func (a *app) buildNotifier(f *policy.File, db *state.DB, reg prometheus.Registe
 	return notify.New(cfg, sinks...)
 }
 
+// notifyFlushTimeout bounds how long a one-shot command waits, after its
+// work is done, for notifications still being delivered.
+const notifyFlushTimeout = 10 * time.Second
+
 // withNotifier wires notifications into a one-shot command's engine and
 // returns the function that flushes them before exit.
 func (a *app) withNotifier(ctx context.Context, e *rotation.Engine, f *policy.File) (func(), error) {
@@ -92,8 +97,12 @@ func (a *app) withNotifier(ctx context.Context, e *rotation.Engine, f *policy.Fi
 		return func() {}, nil
 	}
 	e.Events = n.Send
+	// The run is journaled before this flush; a destination that does not
+	// answer may hold the exit for at most this long, never the run.
 	return func() {
-		if err := n.Close(context.WithoutCancel(ctx)); err != nil {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyFlushTimeout)
+		defer cancel()
+		if err := n.Close(fctx); err != nil {
 			a.logger.Warn("some notifications were not delivered", "err", err.Error())
 		}
 	}, nil
