@@ -1,0 +1,106 @@
+package rotation_test
+
+import (
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rotator/rotator/internal/mototest"
+	"github.com/rotator/rotator/internal/vaulttest"
+	"github.com/rotator/rotator/policy"
+	"github.com/rotator/rotator/rotation"
+	"github.com/rotator/rotator/state"
+	"github.com/rotator/rotator/stores/awssm"
+	"github.com/rotator/rotator/stores/vault"
+)
+
+// One secret published to three stores at once: the files store, Vault KV
+// v2 (the project's Vault API test server) and AWS Secrets Manager
+// (moto_server). When Vault becomes unreachable mid-run, the stores that
+// already took the new version are put back, the old credential stays
+// valid and published everywhere, the run fails naming the store, and
+// after the outage the next run completes.
+func TestPublishToSeveralStoresAndOneGoesAway(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+
+	vs := vaulttest.New(t)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte(vs.RootToken), 0o600))
+	vstore, err := vault.New(e.ctx, vault.Config{Spec: &policy.VaultSpec{Address: vs.Addr, Mount: "secret",
+		Auth: policy.VaultAuthSpec{Token: &policy.VaultTokenAuth{Token: policy.Ref{File: tokenFile}}}}})
+	require.NoError(t, err)
+	t.Cleanup(vstore.Close)
+
+	moto := mototest.New(t)
+	cfg := moto.AWSConfig()
+	astore, err := awssm.New(e.ctx, awssm.Config{Spec: &policy.AWSSMSpec{Region: "us-east-1"}, AWS: &cfg})
+	require.NoError(t, err)
+	sm := secretsmanager.NewFromConfig(cfg)
+
+	const awsName, vaultPath = "breakpilot/database/postgres", "breakpilot/database/postgres"
+	e.target.Publish = []rotation.Publication{
+		e.target.Publish[0],
+		{StoreName: "aws", Path: awsName, Store: astore},
+		{StoreName: "vault", Path: vaultPath, Store: vstore},
+	}
+	res := e.run(rotation.Options{Wait: true})
+	require.Equal(t, state.RunSucceeded, res.Status, "%+v", res)
+	v1 := e.published()
+	for _, p := range e.target.Publish {
+		got, err := p.Store.Read(e.ctx, rotation.ReadRequest{Path: p.Path, Which: rotation.Current})
+		require.NoError(t, err, p.String())
+		require.True(t, got.Credential.Secret.Equal(v1.Credential.Secret), "%s holds the new version", p)
+		require.Equal(t, int64(1), got.Number, p.String())
+	}
+
+	// Vault goes away right after the first store took version 2.
+	var published atomic.Int32
+	e.engine.Hooks.After = func(_, step string) error {
+		if step == rotation.StepPublish && published.Add(1) == 1 {
+			vs.SetUnreachable(true)
+		}
+		return nil
+	}
+	res = e.run(rotation.Options{Wait: true})
+	require.Equal(t, state.RunFailed, res.Status, "%+v", res)
+	require.ErrorContains(t, res.Err, "vault:"+vaultPath)
+	require.Equal(t, int32(2), published.Load(), "files and AWS took version 2 before Vault failed")
+
+	// Files and AWS were put back; the old credential is current and valid.
+	for _, p := range e.target.Publish[:2] {
+		got, err := p.Store.Read(e.ctx, rotation.ReadRequest{Path: p.Path, Which: rotation.Current})
+		require.NoError(t, err, p.String())
+		require.True(t, got.Credential.Secret.Equal(v1.Credential.Secret), "%s is back on version 1", p)
+	}
+	out, err := sm.GetSecretValue(e.ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(awsName), VersionStage: aws.String("AWSCURRENT")})
+	require.NoError(t, err)
+	require.Contains(t, aws.ToString(out.SecretString), v1.RunID, "AWSCURRENT is version 1 again")
+	d, err := astore.Describe(e.ctx, rotation.DescribeRequest{Path: awsName})
+	require.NoError(t, err)
+	require.Nil(t, d.Pending, "no stray AWSPENDING")
+	require.NoError(t, e.login(v1.Credential.Username, v1.Credential.Secret.Reveal()))
+
+	// Vault is back: the next run completes everywhere.
+	vs.SetUnreachable(false)
+	e.engine.Hooks = rotation.Hooks{}
+	res = e.run(rotation.Options{Wait: true})
+	require.Equal(t, state.RunSucceeded, res.Status, "%+v", res)
+	v2 := e.published()
+	for _, p := range e.target.Publish {
+		got, err := p.Store.Read(e.ctx, rotation.ReadRequest{Path: p.Path, Which: rotation.Current})
+		require.NoError(t, err, p.String())
+		require.True(t, got.Credential.Secret.Equal(v2.Credential.Secret), "%s holds version 2", p)
+		prev, err := p.Store.Read(e.ctx, rotation.ReadRequest{Path: p.Path, Which: rotation.Previous})
+		require.NoError(t, err, p.String())
+		require.True(t, prev.Credential.Secret.Equal(v1.Credential.Secret), "%s keeps version 1 as previous", p)
+	}
+	require.NoError(t, e.login(v2.Credential.Username, v2.Credential.Secret.Reveal()))
+	require.Error(t, e.login(v1.Credential.Username, v1.Credential.Secret.Reveal()))
+	e.noPlaintext(res.Detail)
+}
