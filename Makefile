@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Packages whose tests also run under the race detector.
 RACE_PKGS := ./rotation/... ./schedule/... ./state/... ./internal/seal/... ./notify/...
 
-.PHONY: build demo test test-race test-vault vet fmt lint bench clean
+.PHONY: build demo test test-race test-vault test-aws vet fmt bench clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/rotator
@@ -29,6 +29,12 @@ test-race:
 test-vault:
 	@test -n "$$VAULT_ADDR" -a -n "$$VAULT_TOKEN" || { echo "set VAULT_ADDR and VAULT_TOKEN"; exit 2; }
 	$(GO) test -count=1 -v ./stores/vault/...
+
+# The AWS Secrets Manager store's tests against real AWS (default chain):
+#   ROTATOR_TEST_AWS_REAL=1 AWS_REGION=eu-central-1 make test-aws
+test-aws:
+	@test -n "$$ROTATOR_TEST_AWS_REAL" || { echo "set ROTATOR_TEST_AWS_REAL=1 (and AWS_REGION)"; exit 2; }
+	$(GO) test -count=1 -v ./stores/awssm/...
 
 vet:
 	$(GO) vet ./...
