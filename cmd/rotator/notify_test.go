@@ -217,3 +217,33 @@ func (c *cli) envValue(name string) string {
 	}
 	return ""
 }
+
+// `rotator notify test` reports what every sink answered, and fails when
+// one failed.
+func TestCLINotifyTest(t *testing.T) {
+	hooks := &hookReceiver{}
+	hook := httptest.NewServer(hooks)
+	defer hook.Close()
+	port, err := pgtest.FreePort()
+	require.NoError(t, err)
+	c := &cli{t: t, dir: t.TempDir(), env: append(os.Environ(), "ROTATOR_POLICIES=", "SLACK_BOT_TOKEN=xoxb-x", "HOOK_KEY=k")}
+	policy := policyYAML + `
+notify:
+  slack:
+    token: {env: SLACK_BOT_TOKEN}
+    channel: "#ops"
+    api_url: http://127.0.0.1:` + strconv.Itoa(port) + `/api/
+  webhooks:
+    - name: pager
+      url: ` + hook.URL + `
+      secret: {env: HOOK_KEY}
+`
+	require.NoError(t, os.WriteFile(filepath.Join(c.dir, "policies.yaml"), []byte(policy), 0o600))
+	r := c.run("notify", "test")
+	require.Equal(t, 1, r.code, r.stdout+r.stderr)
+	require.Contains(t, r.stdout, "pager: ok")
+	require.Contains(t, r.stdout, "slack: FAILED")
+	require.Contains(t, r.stderr, "1 sink(s) failed")
+	require.Equal(t, 1, hooks.count())
+	require.NotContains(t, c.all.String(), "xoxb-x")
+}
