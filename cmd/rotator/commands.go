@@ -185,7 +185,7 @@ a later run (or the daemon) continues it.
 				defer db.Close()
 				e := &rotation.Engine{DB: db, Logger: a.logger}
 				for _, s := range specs {
-					t, err := planTarget(f, s)
+					t, err := baseTarget(f, s, nil)
 					if err != nil {
 						return err
 					}
@@ -200,16 +200,12 @@ a later run (or the daemon) continues it.
 				}
 				return nil
 			}
-			e, db, err := a.engine(ctx)
+			e, done, err := a.oneShot(ctx, f, true)
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			flush, err := a.withNotifier(ctx, e, f)
-			if err != nil {
-				return err
-			}
-			defer flush()
+			defer done()
+			db := e.DB
 			if err := db.SyncSecrets(ctx, secretDefs(f)); err != nil {
 				return err
 			}
@@ -239,7 +235,6 @@ a later run (or the daemon) continues it.
 				if err != nil {
 					return err
 				}
-				t.Server = serverKey(s)
 				scheduleTarget(&t, rs[s.ID], f.Settings(s).Retry)
 				res, err := e.Run(ctx, t, rotation.Options{Trigger: trigger, Wait: !noWait})
 				code := a.report(res, err)
@@ -291,7 +286,6 @@ func (a *app) runDue(ctx context.Context, e *rotation.Engine, db *state.DB, f *p
 		if err != nil {
 			return t, true, err
 		}
-		t.Server = serverKey(s)
 		scheduleTarget(&t, rs[id], f.Settings(s).Retry)
 		targets[id] = t
 		return t, true, nil
@@ -328,27 +322,6 @@ func nextDue(sec state.Secret, set policy.Settings) time.Time {
 		return time.Time{}
 	}
 	return sec.LastSuccessAt.Add(set.Interval)
-}
-
-// planTarget builds a target for --dry-run without connecting anywhere.
-func planTarget(f *policy.File, s *policy.SecretSpec) (rotation.Target, error) {
-	set := f.Settings(s)
-	t := rotation.Target{ID: s.ID, Class: set.Class, Grace: set.Grace, Monitor: set.Monitor, OnTimeout: set.OnTimeout,
-		Retry: rotation.Retry{Attempts: set.Retry.Attempts, Initial: set.Retry.Initial, Max: set.Retry.Max}}
-	if s.Rotator.Postgres != nil {
-		t.Terminate = s.Rotator.Postgres.TerminateSessions
-	}
-	for _, p := range s.Publish {
-		t.Publish = append(t.Publish, rotation.Publication{StoreName: p.Store, Path: p.Path})
-	}
-	for _, c := range s.Checks {
-		ck, err := checkFor(s, c, nil)
-		if err != nil {
-			return t, err
-		}
-		t.Checks = append(t.Checks, ck)
-	}
-	return t, nil
 }
 
 func secretDefs(f *policy.File) []state.SecretDef {
@@ -420,16 +393,11 @@ what it restored and what it could not.`,
 			}
 			// Rollback seals nothing: it runs without the state key (a lost
 			// key must not prevent it).
-			e, db, err := a.engineKeyOptional(ctx)
+			e, done, err := a.oneShot(ctx, f, false)
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			flush, err := a.withNotifier(ctx, e, f)
-			if err != nil {
-				return err
-			}
-			defer flush()
+			defer done()
 			w := newWiring(f, a.logger)
 			defer w.Close()
 			t, err := w.target(ctx, s)

@@ -48,7 +48,6 @@ func (g *generation) target(ctx context.Context, id string) (rotation.Target, bo
 	if err != nil {
 		return t, true, err
 	}
-	t.Server = serverKey(s)
 	scheduleTarget(&t, g.rules[id], g.file.Settings(s).Retry)
 	g.targets[id] = t
 	return t, true, nil

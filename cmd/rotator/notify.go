@@ -108,6 +108,26 @@ func (a *app) withNotifier(ctx context.Context, e *rotation.Engine, f *policy.Fi
 	}, nil
 }
 
+// oneShot builds the engine of a one-shot command (run, rollback) with its
+// notifications; done flushes them and closes the state database. Without
+// needKey a missing or bad state key is tolerated (work that seals nothing).
+func (a *app) oneShot(ctx context.Context, f *policy.File, needKey bool) (*rotation.Engine, func(), error) {
+	get := a.engine
+	if !needKey {
+		get = a.engineKeyOptional
+	}
+	e, db, err := get(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	flush, err := a.withNotifier(ctx, e, f)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return e, func() { flush(); db.Close() }, nil
+}
+
 func (a *app) notifyCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "notify",

@@ -158,38 +158,50 @@ func (w *wiring) rotator(s *policy.SecretSpec) (rotation.Rotator, error) {
 	return nil, fmt.Errorf("secret %s: no rotator configured", s.ID)
 }
 
-// target builds the engine's view of one secret.
-func (w *wiring) target(ctx context.Context, s *policy.SecretSpec) (rotation.Target, error) {
-	set := w.file.Settings(s)
+// baseTarget is the engine's view of one secret from the policy alone: its
+// settings, publications and checks, with no rotator and no store built
+// (what a dry run needs). target fills in the rest.
+func baseTarget(f *policy.File, s *policy.SecretSpec, r rotation.Rotator) (rotation.Target, error) {
+	set := f.Settings(s)
 	t := rotation.Target{
 		ID: s.ID, Class: set.Class, Grace: set.Grace, Monitor: set.Monitor, OnTimeout: set.OnTimeout,
 		Retry:   rotation.Retry{Attempts: set.Retry.Attempts, Initial: set.Retry.Initial, Max: set.Retry.Max},
-		Channel: set.SlackChannel,
+		Channel: set.SlackChannel, Server: serverKey(s), Rotator: r,
 	}
 	if s.Rotator.Postgres != nil {
 		t.Terminate = s.Rotator.Postgres.TerminateSessions
 	}
-	r, err := w.rotator(s)
-	if err != nil {
-		return t, err
-	}
-	t.Rotator = r
-	if d := slowDuration(); d > 0 {
-		t.Rotator = slowRotator{Rotator: r, d: d}
-	}
 	for _, p := range s.Publish {
-		st, err := w.store(ctx, p.Store)
-		if err != nil {
-			return t, err
-		}
-		t.Publish = append(t.Publish, rotation.Publication{StoreName: p.Store, Path: p.Path, Store: st})
+		t.Publish = append(t.Publish, rotation.Publication{StoreName: p.Store, Path: p.Path})
 	}
 	for _, c := range s.Checks {
-		ck, err := checkFor(s, c, t.Rotator)
+		ck, err := checkFor(s, c, r)
 		if err != nil {
 			return t, err
 		}
 		t.Checks = append(t.Checks, ck)
+	}
+	return t, nil
+}
+
+// target builds the engine's view of one secret, with its rotator and
+// stores.
+func (w *wiring) target(ctx context.Context, s *policy.SecretSpec) (rotation.Target, error) {
+	r, err := w.rotator(s)
+	if err != nil {
+		return rotation.Target{}, err
+	}
+	if d := slowDuration(); d > 0 {
+		r = slowRotator{Rotator: r, d: d}
+	}
+	t, err := baseTarget(w.file, s, r)
+	if err != nil {
+		return t, err
+	}
+	for i, p := range t.Publish {
+		if t.Publish[i].Store, err = w.store(ctx, p.StoreName); err != nil {
+			return t, err
+		}
 	}
 	return t, nil
 }
