@@ -23,8 +23,8 @@ const (
 	DefaultQuarantineAfter = 3
 	// MaxQuarantineAfter bounds quarantine_after.
 	MaxQuarantineAfter = 100
-	DefaultJitter        = 30 * time.Minute
-	DefaultTimeZone      = "UTC"
+	DefaultJitter      = 30 * time.Minute
+	DefaultTimeZone    = "UTC"
 
 	DefaultVaultMount          = "secret"
 	DefaultAppRoleMount        = "approle"
