@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -26,9 +27,13 @@ import (
 // generation is one loaded policies file and what was built from it. A
 // reload makes a new one; the old one is closed once the ticks using it end.
 type generation struct {
-	file    *policy.File
-	wiring  *wiring
-	rules   map[string]schedule.Rule
+	file   *policy.File
+	wiring *wiring
+	rules  map[string]schedule.Rule
+	// specs indexes file.Secrets by id: policy.File.Secret is a linear
+	// scan, and the metrics collector looks up every secret at scrape
+	// (with 100,000 secrets that scan made one scrape take ~39 s).
+	specs   map[string]*policy.SecretSpec
 	mu      sync.Mutex
 	targets map[string]rotation.Target
 	users   sync.WaitGroup
@@ -40,7 +45,7 @@ func (g *generation) target(ctx context.Context, id string) (rotation.Target, bo
 	if t, ok := g.targets[id]; ok {
 		return t, true, nil
 	}
-	s, ok := g.file.Secret(id)
+	s, ok := g.specs[id]
 	if !ok {
 		return rotation.Target{}, false, nil
 	}
@@ -229,13 +234,21 @@ func (d *daemon) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	g := &generation{file: f, wiring: newWiring(f, d.a.logger), rules: rs, targets: map[string]rotation.Target{}}
+	g := &generation{file: f, wiring: newWiring(f, d.a.logger), rules: rs, targets: map[string]rotation.Target{},
+		specs: make(map[string]*policy.SecretSpec, len(f.Secrets))}
+	for _, s := range f.Secrets {
+		g.specs[s.ID] = s
+	}
 	if err := syncSchedule(ctx, d.db, f, rs, g.wiring.adoptedAge, time.Now()); err != nil {
 		g.wiring.Close()
 		return err
 	}
 	old := d.gen.Swap(g)
 	d.loadedAt.Store(time.Now().Unix())
+	// Loading a large policies file allocates far more than it keeps
+	// (100,000 secrets: ~1.2 GiB allocated, ~50 MiB kept); give the rest
+	// back to the OS now rather than idling at the load's peak.
+	debug.FreeOSMemory()
 	if old != nil {
 		go func() { old.users.Wait(); old.wiring.Close() }()
 	}
@@ -330,7 +343,7 @@ func (c *secretCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
 	overdue, quarantined := 0, 0
 	for _, s := range all {
-		spec, ok := g.file.Secret(s.ID)
+		spec, ok := g.specs[s.ID]
 		if !ok {
 			continue
 		}
