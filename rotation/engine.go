@@ -287,21 +287,18 @@ func (r *runner) result() Result {
 
 func (r *runner) advance(ctx context.Context, opts Options) (Result, error) {
 	e := r.e
-	sec, err := e.DB.Secret(ctx, r.t.ID)
+	// The secret and its unfinished run, in one round trip.
+	sec, run, err := e.DB.SecretAndActiveRun(ctx, r.t.ID)
 	if errors.Is(err, state.ErrNotFound) {
 		if err := e.DB.SyncSecrets(ctx, []state.SecretDef{{ID: r.t.ID, Class: r.t.Class}}); err != nil {
 			return r.result(), err
 		}
-		sec, err = e.DB.Secret(ctx, r.t.ID)
+		sec, run, err = e.DB.SecretAndActiveRun(ctx, r.t.ID)
 	}
 	if err != nil {
 		return r.result(), err
 	}
 	r.sec = sec
-	run, err := e.DB.ActiveRun(ctx, r.t.ID)
-	if err != nil {
-		return r.result(), err
-	}
 	resumed := run != nil
 	if run == nil {
 		if opts.IfDue {
@@ -327,11 +324,10 @@ func (r *runner) advance(ctx context.Context, opts Options) (Result, error) {
 		}
 		run = &state.Run{ID: newRunID(), SecretID: r.t.ID, Trigger: trigger, Attempt: sec.ConsecutiveFailures + 1,
 			Status: state.RunRunning, Step: StepGenerate, Version: sec.CurrentVersion + 1, Old: sec.Current}
-		err := e.DB.InTx(ctx, r.lease, func(tx *state.Tx) error {
-			if err := tx.InsertRun(ctx, run); err != nil {
-				return err
-			}
-			return tx.Audit(ctx, r.t.ID, run.ID, "run_started", fmt.Sprintf("trigger %s, version %d, replacing %s", trigger, run.Version, toMeta(run.Old)))
+		err := e.DB.InBatch(ctx, r.lease, func(b *state.Batch) error {
+			b.InsertRun(run)
+			b.Audit(r.t.ID, run.ID, "run_started", fmt.Sprintf("trigger %s, version %d, replacing %s", trigger, run.Version, toMeta(run.Old)))
+			return nil
 		})
 		if err != nil {
 			return r.result(), err
@@ -442,9 +438,10 @@ func (r *runner) action(ctx context.Context, step, what string, fn func(ctx cont
 	var last error
 	for attempt := 1; attempt <= pol.Attempts; attempt++ {
 		var id int64
-		err := e.DB.InTx(ctx, r.lease, func(tx *state.Tx) (err error) {
-			id, err = tx.StartStep(ctx, r.run.ID, step, attempt)
-			return err
+		// Intent, before the external action: one pipelined round trip.
+		err := e.DB.InBatch(ctx, r.lease, func(b *state.Batch) error {
+			b.StartStep(r.run.ID, step, attempt, &id)
+			return nil
 		})
 		if err != nil {
 			return err
@@ -468,8 +465,9 @@ func (r *runner) action(ctx context.Context, step, what string, fn func(ctx cont
 		if what != "" {
 			detail = strings.TrimSpace(what + " " + detail)
 		}
-		if ferr := e.DB.InTx(ctx, r.lease, func(tx *state.Tx) error {
-			return tx.FinishStep(ctx, id, outcome, errText, r.redact(detail))
+		if ferr := e.DB.InBatch(ctx, r.lease, func(b *state.Batch) error {
+			b.FinishStep(id, outcome, errText, r.redact(detail))
+			return nil
 		}); ferr != nil {
 			return ferr
 		}
@@ -524,6 +522,18 @@ func isStepError(err error) bool {
 	return errors.As(err, &se)
 }
 
+// write writes the run (and whatever else fn queues) in one fenced,
+// pipelined transaction: one round trip.
+func (r *runner) write(ctx context.Context, fn func(b *state.Batch)) error {
+	return r.e.DB.InBatch(ctx, r.lease, func(b *state.Batch) error {
+		b.UpdateRun(r.run)
+		if fn != nil {
+			fn(b)
+		}
+		return nil
+	})
+}
+
 // save writes the run (and whatever else fn adds) in one fenced transaction.
 func (r *runner) save(ctx context.Context, fn func(tx *state.Tx) error) error {
 	return r.e.DB.InTx(ctx, r.lease, func(tx *state.Tx) error {
@@ -568,7 +578,7 @@ func (r *runner) generate(ctx context.Context) error {
 	// Stage where the stores stage (AWS: AWSPENDING) before anything is
 	// made current.
 	r.run.Detail = "staging"
-	if err := r.save(ctx, nil); err != nil {
+	if err := r.write(ctx, nil); err != nil {
 		return err
 	}
 	for _, p := range r.t.Publish {
@@ -608,11 +618,9 @@ func (r *runner) publish(ctx context.Context) error {
 	deadline := now.Add(r.t.Grace)
 	r.run.PublishedAt, r.run.VerifyDeadline = &now, &deadline
 	r.run.Step = StepVerify
-	return r.save(ctx, func(tx *state.Tx) error {
-		if err := tx.SetCurrent(ctx, r.t.ID, r.run.Version, r.run.ID, r.run.New, r.sec.CurrentVersion, r.sec.CurrentRunID, r.run.Old); err != nil {
-			return err
-		}
-		return tx.Audit(ctx, r.t.ID, r.run.ID, "published", fmt.Sprintf("version %d (%s) to %s", r.run.Version, toMeta(r.run.New), r.storeList()))
+	return r.write(ctx, func(b *state.Batch) {
+		b.SetCurrent(r.t.ID, r.run.Version, r.run.ID, r.run.New, r.sec.CurrentVersion, r.sec.CurrentRunID, r.run.Old)
+		b.Audit(r.t.ID, r.run.ID, "published", fmt.Sprintf("version %d (%s) to %s", r.run.Version, toMeta(r.run.New), r.storeList()))
 	})
 }
 
@@ -685,7 +693,7 @@ func (r *runner) verify(ctx context.Context) (bool, error) {
 			next = deadline
 		}
 		r.run.Status, r.run.WaitUntil, r.run.Detail = state.RunWaiting, &next, "waiting for clients: "+detail
-		return true, r.save(ctx, nil)
+		return true, r.write(ctx, nil)
 	}
 	if r.t.OnTimeout == "proceed" {
 		r.run.Step, r.run.Status, r.run.WaitUntil, r.run.Detail = StepRetire, state.RunRunning, nil, "grace ended, proceeding: "+detail
@@ -704,7 +712,7 @@ func (r *runner) verify(ctx context.Context) (bool, error) {
 			Commands: []string{"rotator run --secret " + r.t.ID, "rotator history --secret " + r.t.ID}})
 		return true, nil
 	}
-	return true, r.save(ctx, nil)
+	return true, r.write(ctx, nil)
 }
 
 func maxDur(a, b time.Duration) time.Duration {
@@ -717,12 +725,8 @@ func maxDur(a, b time.Duration) time.Duration {
 // journalOnce records a step outcome that has no external action of its
 // own (verify decisions) together with the run.
 func (r *runner) journalOnce(ctx context.Context, step, outcome, errText, detail string) error {
-	return r.save(ctx, func(tx *state.Tx) error {
-		id, err := tx.StartStep(ctx, r.run.ID, step, 1)
-		if err != nil {
-			return err
-		}
-		return tx.FinishStep(ctx, id, outcome, errText, r.redact(detail))
+	return r.write(ctx, func(b *state.Batch) {
+		b.JournalStep(r.run.ID, step, 1, outcome, errText, r.redact(detail))
 	})
 }
 
@@ -745,15 +749,15 @@ func (r *runner) retire(ctx context.Context) (bool, error) {
 			e.emit(Event{Kind: "rotation_failed", SecretID: r.t.ID, Class: r.t.Class, RunID: r.run.ID, Step: StepRetire,
 				Error: err.Error(), Channel: r.t.Channel, NextAttempt: next,
 				Commands: []string{"rotator run --secret " + r.t.ID, "rotator rollback --secret " + r.t.ID}})
-			return true, r.save(ctx, nil)
+			return true, r.write(ctx, nil)
 		}
 	}
 	now := e.now()
 	until := now.Add(r.t.Monitor)
 	r.run.RetiredAt, r.run.MonitorUntil, r.run.Step, r.run.Status, r.run.WaitUntil, r.run.Error = &now, &until, StepMonitor, state.RunRunning, nil, ""
 	r.run.Detail = "retired " + old.String()
-	return false, r.save(ctx, func(tx *state.Tx) error {
-		return tx.Audit(ctx, r.t.ID, r.run.ID, "retired", old.String())
+	return false, r.write(ctx, func(b *state.Batch) {
+		b.Audit(r.t.ID, r.run.ID, "retired", old.String())
 	})
 }
 
@@ -775,7 +779,7 @@ func (r *runner) monitor(ctx context.Context) (bool, error) {
 			next = *r.run.MonitorUntil
 		}
 		r.run.Status, r.run.WaitUntil, r.run.Detail = state.RunWaiting, &next, "monitoring until "+r.run.MonitorUntil.UTC().Format(time.RFC3339)
-		return true, r.save(ctx, nil)
+		return true, r.write(ctx, nil)
 	}
 	return false, r.succeed(ctx)
 }
@@ -790,11 +794,9 @@ func (r *runner) succeed(ctx context.Context) error {
 		n := r.t.NextDue(now)
 		next = &n
 	}
-	err := r.save(ctx, func(tx *state.Tx) error {
-		if err := tx.RecordOutcome(ctx, r.t.ID, state.RunSucceeded, "", next); err != nil {
-			return err
-		}
-		return tx.Audit(ctx, r.t.ID, r.run.ID, "rotated", r.run.Detail)
+	err := r.write(ctx, func(b *state.Batch) {
+		b.RecordSuccess(r.t.ID, next)
+		b.Audit(r.t.ID, r.run.ID, "rotated", r.run.Detail)
 	})
 	if err != nil {
 		return err

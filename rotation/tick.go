@@ -104,25 +104,25 @@ func (e *Engine) Tick(ctx context.Context, lookup Lookup, cfg TickConfig) (TickR
 			continue
 		}
 		srv := server(t.Server)
-		select {
-		case srv <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		select {
-		case global <- struct{}{}:
-		case <-ctx.Done():
-			<-srv
-		}
-		if ctx.Err() != nil {
-			break
-		}
 		wg.Add(1)
+		// Each secret waits for its server's slot in its own goroutine (at
+		// most Limit of them), so a busy server does not hold up the
+		// secrets of other servers behind it; the global slot is taken
+		// only once the server's is held.
 		go func(t Target) {
 			defer wg.Done()
-			defer func() { <-global; <-srv }()
+			select {
+			case srv <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-srv }()
+			select {
+			case global <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-global }()
 			start := e.now()
 			res, err := e.Run(ctx, t, Options{Trigger: TriggerSchedule, IfDue: true})
 			e.log().Debug("tick run", "secret", t.ID, "status", res.Status, "step", res.Step, "duration_ms", time.Since(start).Milliseconds())

@@ -25,8 +25,13 @@
 // A per-secret lease (AcquireLease) makes a run advance in one place at a
 // time. Each takeover increments the lease's token; InTx locks the lease row
 // and compares the token before any write, so a process that lost its lease
-// (it stalled past the expiry and another took over) cannot write. A unique
-// index allows one unfinished run per secret, as a second line of defence.
+// (it stalled past the expiry and another took over) cannot write. InBatch
+// does the same in one round trip: its writes are pipelined behind a fence
+// statement that locks the lease row and fails on a stale token, and the
+// server runs the pipeline as one implicit transaction (the engine's hot
+// path uses it; InTx remains for writes that need results in between). A
+// unique index allows one unfinished run per secret, as a second line of
+// defence.
 // After taking a lease, callers re-read the secret and its active run
 // before deciding what to do.
 package state

@@ -419,8 +419,10 @@ func (t *Tx) SetCurrent(ctx context.Context, secretID string, version int64, run
 func (t *Tx) RecordOutcome(ctx context.Context, secretID, outcome, errText string, nextDue *time.Time) error {
 	var err error
 	if outcome == RunSucceeded {
+		// A success (a person's manual run included) also lifts a
+		// quarantine: whatever caused the failures is fixed.
 		_, err = t.tx.Exec(ctx, `UPDATE rotator_secrets SET last_success_at = now(), last_outcome = $2, last_error = NULL,
-			consecutive_failures = 0, next_due_at = $3, updated_at = now() WHERE id = $1`, secretID, outcome, nextDue)
+			consecutive_failures = 0, next_due_at = $3, status = 'active', updated_at = now() WHERE id = $1`, secretID, outcome, nextDue)
 	} else {
 		_, err = t.tx.Exec(ctx, `UPDATE rotator_secrets SET last_outcome = $2, last_error = $3,
 			consecutive_failures = consecutive_failures + CASE WHEN $2 = 'failed' THEN 1 ELSE 0 END,
@@ -447,4 +449,147 @@ func nullIfEmpty(s string) any {
 		return nil
 	}
 	return s
+}
+
+// Batch queues the writes of one fenced transaction and sends them to the
+// server in a single round trip (a pgx pipeline ending in one Sync, which
+// the server runs as one implicit transaction: all of it commits or none).
+// The first statement locks the lease row and fails unless its token is
+// still the caller's, exactly as InTx does, so a process whose lease was
+// taken over cannot write. Results (ids, timestamps) are filled in when
+// InBatch returns.
+type Batch struct {
+	b     pgx.Batch
+	actor string
+}
+
+// fenceSQL locks the lease row and divides by zero (SQLSTATE 22012) when
+// the caller's token is no longer the lease's, aborting the batch.
+const fenceSQL = `SELECT 1 / count(*)::int FROM
+	(SELECT 1 FROM rotator_leases WHERE secret_id = $1 AND token = $2 FOR UPDATE) AS fence`
+
+// InBatch runs fn to queue writes and sends them, fenced by lease, in one
+// round trip. Returns ErrLeaseLost when the lease is no longer the
+// caller's, ErrRunActive when a queued InsertRun met an unfinished run.
+func (db *DB) InBatch(ctx context.Context, lease Lease, fn func(*Batch) error) error {
+	b := &Batch{actor: lease.Holder}
+	b.b.Queue(fenceSQL, lease.SecretID, lease.Token)
+	if err := fn(b); err != nil {
+		return err
+	}
+	err := db.pool.SendBatch(ctx, &b.b).Close()
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pgErr) && pgErr.Code == "22012":
+		return ErrLeaseLost
+	case errors.As(err, &pgErr) && pgErr.Code == "23505":
+		return ErrRunActive
+	}
+	return fmt.Errorf("write state of %s: %w", lease.SecretID, err)
+}
+
+const (
+	insertRunSQL = `INSERT INTO rotator_runs (id, secret_id, trigger, attempt, status, step, version,
+		old_meta, new_meta, holder, started_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10, now(), now())
+		RETURNING started_at, updated_at`
+	touchAttemptSQL = `UPDATE rotator_secrets SET last_attempt_at = now(), updated_at = now() WHERE id = $1`
+	updateRunSQL    = `UPDATE rotator_runs SET status=$2, step=$3, old_meta=$4, new_meta=$5, sealed=$6,
+		holder=$7, published_at=$8, retired_at=$9, verify_deadline=$10, monitor_until=$11, wait_until=$12,
+		detail=$13, error=$14, finished_at=$15, attempt=$16, updated_at=now() WHERE id=$1`
+	startStepSQL  = `INSERT INTO rotator_steps (run_id, step, attempt, started_at) VALUES ($1,$2,$3, now()) RETURNING id`
+	finishStepSQL = `UPDATE rotator_steps SET finished_at = now(), outcome = $2, error = $3, detail = $4 WHERE id = $1`
+	setCurrentSQL = `UPDATE rotator_secrets SET current_version=$2, current_run_id=$3, current_meta=$4,
+		previous_version=$5, previous_run_id=$6, previous_meta=$7, updated_at=now() WHERE id=$1`
+	successSQL = `UPDATE rotator_secrets SET last_success_at = now(), last_outcome = $2, last_error = NULL,
+		consecutive_failures = 0, next_due_at = $3, updated_at = now() WHERE id = $1`
+	auditSQL = `INSERT INTO rotator_audit (secret_id, run_id, actor, action, detail) VALUES ($1,$2,$3,$4,$5)`
+)
+
+// InsertRun queues Tx.InsertRun.
+func (b *Batch) InsertRun(r *Run) {
+	b.b.Queue(insertRunSQL, r.ID, r.SecretID, r.Trigger, r.Attempt, r.Status, r.Step, r.Version, r.Old, r.New, b.actor).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&r.StartedAt, &r.UpdatedAt) })
+	b.b.Queue(touchAttemptSQL, r.SecretID)
+}
+
+// UpdateRun queues Tx.UpdateRun.
+func (b *Batch) UpdateRun(r *Run) {
+	b.b.Queue(updateRunSQL, r.ID, r.Status, r.Step, r.Old, r.New, r.Sealed, b.actor, r.PublishedAt, r.RetiredAt, r.VerifyDeadline,
+		r.MonitorUntil, r.WaitUntil, nullIfEmpty(r.Detail), nullIfEmpty(r.Error), r.FinishedAt, r.Attempt).
+		Exec(func(tag pgconn.CommandTag) error {
+			if tag.RowsAffected() != 1 {
+				return fmt.Errorf("update run %s: %w", r.ID, ErrNotFound)
+			}
+			return nil
+		})
+}
+
+// StartStep queues Tx.StartStep; *id is set when the batch has run.
+func (b *Batch) StartStep(runID, step string, attempt int, id *int64) {
+	b.b.Queue(startStepSQL, runID, step, attempt).QueryRow(func(row pgx.Row) error { return row.Scan(id) })
+}
+
+// FinishStep queues Tx.FinishStep.
+func (b *Batch) FinishStep(id int64, outcome, errText, detail string) {
+	b.b.Queue(finishStepSQL, id, outcome, nullIfEmpty(errText), nullIfEmpty(detail))
+}
+
+// SetCurrent queues Tx.SetCurrent.
+func (b *Batch) SetCurrent(secretID string, version int64, runID string, cur Meta, prevVersion int64, prevRunID string, prev Meta) {
+	b.b.Queue(setCurrentSQL, secretID, version, nullIfEmpty(runID), cur, prevVersion, nullIfEmpty(prevRunID), prev)
+}
+
+// RecordSuccess queues Tx.RecordOutcome for a run that succeeded.
+func (b *Batch) RecordSuccess(secretID string, nextDue *time.Time) {
+	b.b.Queue(successSQL, secretID, RunSucceeded, nextDue)
+}
+
+// Audit queues Tx.Audit.
+func (b *Batch) Audit(secretID, runID, action, detail string) {
+	b.b.Queue(auditSQL, secretID, nullIfEmpty(runID), b.actor, action, nullIfEmpty(detail))
+}
+
+// SecretAndActiveRun reads the secret and its unfinished run (nil when
+// none) in one round trip. ErrNotFound when the secret has no row.
+func (db *DB) SecretAndActiveRun(ctx context.Context, id string) (Secret, *Run, error) {
+	var (
+		s          Secret
+		run        *Run
+		serr, rerr error
+		b          pgx.Batch
+	)
+	b.Queue(`SELECT `+secretCols+` FROM rotator_secrets WHERE id = $1`, id).QueryRow(func(row pgx.Row) error {
+		s, serr = scanSecret(row)
+		return nil
+	})
+	b.Queue(`SELECT `+runCols+` FROM rotator_runs WHERE secret_id = $1 AND status IN ('running','waiting')`, id).
+		QueryRow(func(row pgx.Row) error {
+			run, rerr = scanRun(row)
+			return nil
+		})
+	if err := db.pool.SendBatch(ctx, &b).Close(); err != nil {
+		return s, nil, fmt.Errorf("read secret %s: %w", id, err)
+	}
+	if serr != nil {
+		if !errors.Is(serr, ErrNotFound) {
+			serr = fmt.Errorf("read secret %s: %w", id, serr)
+		}
+		return s, nil, serr
+	}
+	if errors.Is(rerr, ErrNotFound) {
+		return s, nil, nil
+	}
+	if rerr != nil {
+		return s, nil, fmt.Errorf("read active run of %s: %w", id, rerr)
+	}
+	return s, run, nil
+}
+
+// JournalStep queues a step that has no external action of its own (a
+// verify decision): its intent and outcome in one row.
+func (b *Batch) JournalStep(runID, step string, attempt int, outcome, errText, detail string) {
+	b.b.Queue(`INSERT INTO rotator_steps (run_id, step, attempt, started_at, finished_at, outcome, error, detail)
+		VALUES ($1,$2,$3, now(), now(), $4, $5, $6)`, runID, step, attempt, outcome, nullIfEmpty(errText), nullIfEmpty(detail))
 }

@@ -14,7 +14,7 @@ import (
 // SIGKILL the binary at chosen points). Production never sets these.
 //
 //	ROTATOR_TEST_FAULT=pause:before:publish   at that point, print
-//	                                          "ROTATOR_TEST_FAULT paused <secret> <run> <when> <step>"
+//	                                          "ROTATOR_TEST_FAULT pause <run> <when> <step>"
 //	                                          to stderr and block until killed
 //	ROTATOR_TEST_FAULT=exit:after:generate    exit(137) there, cleaning nothing up
 //	ROTATOR_TEST_FAULT_SECRET=db/x            only for this secret

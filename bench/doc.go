@@ -1,0 +1,6 @@
+// Package bench measures the engine against the floor: the same external
+// operations a blue/green Postgres rotation needs (ALTER ROLE with a SCRAM
+// verifier, one login with the new password, one NOLOGIN, one store write)
+// done in a plain loop with the same concurrency. docs/proof.md has the
+// commands and the numbers.
+package bench
