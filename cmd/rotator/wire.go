@@ -87,6 +87,8 @@ type wiring struct {
 	logger  *slog.Logger
 	stores  map[string]rotation.Store
 	closers []func()
+	// pgPools shares one admin pool per Postgres server among secrets.
+	pgPools *postgres.Pools
 }
 
 func newWiring(f *policy.File, logger *slog.Logger) *wiring {
@@ -138,7 +140,11 @@ func (w *wiring) postgres(s *policy.SecretSpec) (*postgres.Rotator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("secret %s: admin_dsn: %w", s.ID, err)
 	}
-	r, err := postgres.New(spec, dsn, postgres.WithLogger(w.logger))
+	if w.pgPools == nil {
+		w.pgPools = postgres.NewPools()
+		w.closers = append(w.closers, w.pgPools.Close)
+	}
+	r, err := postgres.New(spec, dsn, postgres.WithLogger(w.logger), postgres.WithPools(w.pgPools))
 	if err != nil {
 		return nil, fmt.Errorf("secret %s: %w", s.ID, err)
 	}

@@ -42,6 +42,8 @@ type Rotator struct {
 	mu     sync.Mutex
 	pool   *pgxpool.Pool
 	closed bool
+	pools  *Pools // shared admin pools (WithPools), nil: a pool of its own
+	dsn    string // the admin DSN, to key the shared pool
 }
 
 var _ rotation.Rotator = (*Rotator)(nil)
@@ -158,6 +160,7 @@ func New(spec *policy.PostgresSpec, adminDSN secret.Value, opts ...Option) (*Rot
 		loginCfg:   loginCfg,
 		rnd:        rand.Reader,
 		logger:     slog.Default(),
+		dsn:        adminDSN.Reveal(),
 	}
 	for _, o := range opts {
 		o(r)
@@ -173,7 +176,7 @@ func (r *Rotator) Close() {
 	p := r.pool
 	r.pool, r.closed = nil, true
 	r.mu.Unlock()
-	if p != nil {
+	if p != nil && r.pools == nil {
 		p.Close()
 	}
 }
@@ -188,7 +191,13 @@ func (r *Rotator) admin(ctx context.Context) (*pgxpool.Conn, error) {
 		return nil, rotation.Permanent(errors.New("postgres rotator is closed"))
 	}
 	if r.pool == nil {
-		p, err := pgxpool.NewWithConfig(context.Background(), r.poolCfg)
+		var p *pgxpool.Pool
+		var err error
+		if r.pools != nil {
+			p, err = r.pools.get(r.dsn, r.poolCfg)
+		} else {
+			p, err = pgxpool.NewWithConfig(context.Background(), r.poolCfg)
+		}
 		if err != nil {
 			r.mu.Unlock()
 			return nil, fmt.Errorf("admin connection pool: %w", err)
