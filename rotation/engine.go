@@ -91,6 +91,17 @@ type Engine struct {
 	Hooks  Hooks
 	// Metrics records outcomes and durations (optional).
 	Metrics *Metrics
+	// ActionTimeout bounds each external action (one try of a rotator or
+	// store call; default 2m), so a target or store that never answers
+	// costs a retry, not a worker forever.
+	ActionTimeout time.Duration
+}
+
+func (e *Engine) actionTimeout() time.Duration {
+	if e.ActionTimeout > 0 {
+		return e.ActionTimeout
+	}
+	return 2 * time.Minute
 }
 
 func (e *Engine) observeRun(t Target, run *state.Run) {
@@ -452,7 +463,12 @@ func (r *runner) action(ctx context.Context, step, what string, fn func(ctx cont
 			}
 		}
 		start := e.now()
-		detail, err := fn(ctx)
+		actx, cancel := context.WithTimeout(ctx, e.actionTimeout())
+		detail, err := fn(actx)
+		if err != nil && actx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			err = fmt.Errorf("no answer within %s: %w", e.actionTimeout(), err)
+		}
+		cancel()
 		outcome := "ok"
 		if err != nil {
 			outcome = "failed"

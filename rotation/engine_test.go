@@ -541,3 +541,26 @@ func TestRollbackUnfinishedRunWithLostKey(t *testing.T) {
 		require.Nil(t, active, "the unfinished run is ended")
 	}
 }
+
+// hang is a rotator whose Generate never answers (until its context ends).
+type hang struct{ rotation.Rotator }
+
+func (hang) Generate(ctx context.Context, _ rotation.GenerateRequest) (rotation.GenerateResponse, error) {
+	<-ctx.Done()
+	return rotation.GenerateResponse{}, ctx.Err()
+}
+
+// A target that never answers costs a bounded try, not a worker forever.
+func TestActionTimeout(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.engine.ActionTimeout = 50 * time.Millisecond
+	e.target.Rotator = hang{e.rotator}
+	res := e.run(rotation.Options{Wait: true})
+	require.Equal(t, state.RunFailed, res.Status)
+	require.ErrorContains(t, res.Err, "no answer within 50ms")
+	runs, err := e.db.Runs(e.ctx, "db/postgres", 1)
+	require.NoError(t, err)
+	require.Len(t, runs[0].Steps, 2, "each try is journaled")
+	require.NoError(t, e.login(e.role, initialPassword), "the old credential is untouched")
+}
