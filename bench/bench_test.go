@@ -139,6 +139,7 @@ type engineSide struct {
 	w      *world
 	engine *rotation.Engine
 	store  *files.Store
+	pools  *postgres.Pools
 }
 
 func newEngineSide(tb testing.TB, w *world, stateDSN string) *engineSide {
@@ -156,13 +157,17 @@ func newEngineSide(tb testing.TB, w *world, stateDSN string) *engineSide {
 	store, err := files.New(&policy.FilesSpec{Dir: filepath.Join(w.dir, "engine")}, "")
 	require.NoError(tb, err)
 	e := &rotation.Engine{DB: db, Key: key, Logger: slog.New(slog.DiscardHandler), Holder: "bench", LeaseTTL: 30 * time.Second}
-	return &engineSide{w: w, engine: e, store: store}
+	// One admin pool for the server, shared by every secret, as
+	// cmd/rotator's wiring does.
+	pools := postgres.NewPools()
+	tb.Cleanup(pools.Close)
+	return &engineSide{w: w, engine: e, store: store, pools: pools}
 }
 
 func (s *engineSide) rotate(i int) error {
 	ctx := context.Background()
 	spec := &policy.PostgresSpec{Role: s.w.group("e", i), Connection: map[string]string{"database": "bench"}}
-	r, err := postgres.New(spec, secret.New(s.w.targetDSN), postgres.WithLogger(slog.New(slog.DiscardHandler)))
+	r, err := postgres.New(spec, secret.New(s.w.targetDSN), postgres.WithLogger(slog.New(slog.DiscardHandler)), postgres.WithPools(s.pools))
 	if err != nil {
 		return err
 	}
