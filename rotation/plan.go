@@ -12,14 +12,20 @@ import (
 // Plan lists the steps a run of t would take now, touching nothing (it
 // reads the state database only). It is what `rotator run --dry-run`
 // prints.
+//
+// With no state database (DB nil) it plans a first rotation.
 func (e *Engine) Plan(ctx context.Context, t Target) ([]string, error) {
-	sec, err := e.DB.Secret(ctx, t.ID)
-	if err != nil && !errors.Is(err, state.ErrNotFound) {
-		return nil, err
-	}
-	active, err := e.DB.ActiveRun(ctx, t.ID)
-	if err != nil {
-		return nil, err
+	var sec state.Secret
+	var active *state.Run
+	if e.DB != nil {
+		var err error
+		sec, err = e.DB.Secret(ctx, t.ID)
+		if err != nil && !errors.Is(err, state.ErrNotFound) {
+			return nil, err
+		}
+		if active, err = e.DB.ActiveRun(ctx, t.ID); err != nil {
+			return nil, err
+		}
 	}
 	var lines []string
 	from := StepGenerate

@@ -184,6 +184,18 @@ func TestCLIEndToEnd(t *testing.T) {
 	require.Contains(t, r.stdout, "SECRET")
 	require.Contains(t, r.stdout, "app_green")
 
+	// A secret older than 1.1 × its interval is shown overdue.
+	stateConn, err := pgx.Connect(context.Background(), c.envValue("DATABASE_URL"))
+	require.NoError(t, err)
+	_, err = stateConn.Exec(context.Background(), `UPDATE rotator_secrets SET last_success_at = now() - interval '100 days'`)
+	require.NoError(t, err)
+	stateConn.Close(context.Background())
+	r = c.run("status")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "OVERDUE")
+	r = c.run("status", "-o", "json")
+	require.Contains(t, r.stdout, `"overdue": true`)
+
 	r = c.run("history", "--secret", "db/postgres", "-o", "json")
 	require.Equal(t, 0, r.code, r.stderr)
 	var runs []map[string]any
@@ -213,7 +225,7 @@ func TestCLIEndToEnd(t *testing.T) {
 }
 
 func TestCLIUsageAndBadPolicy(t *testing.T) {
-	c := &cli{t: t, dir: t.TempDir(), env: append(os.Environ(), "ROTATOR_POLICIES=")}
+	c := &cli{t: t, dir: t.TempDir(), env: append(os.Environ(), "ROTATOR_POLICIES=", "DATABASE_URL=", "ROTATOR_STATE_KEY=", "ROTATOR_STATE_KEY_FILE=")}
 	require.NoError(t, os.WriteFile(filepath.Join(c.dir, "policies.yaml"), []byte(`version: 1
 secrets:
   - id: db/postgres
@@ -249,8 +261,13 @@ secrets:
 		require.Contains(t, r.stdout, "Examples:", sub)
 	}
 
-	c.env = append(c.env, "DATABASE_URL=postgres://rotator:pw-never-shown@127.0.0.1:1/rotator?connect_timeout=2")
+	// A dry run needs no database and no state key.
 	require.NoError(t, os.WriteFile(filepath.Join(c.dir, "policies.yaml"), []byte(policyYAML), 0o600))
+	r = c.run("run", "--secret", "db/postgres", "--dry-run")
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	require.Contains(t, r.stdout, "1. generate: create version 1")
+
+	c.env = append(c.env, "DATABASE_URL=postgres://rotator:pw-never-shown@127.0.0.1:1/rotator?connect_timeout=2")
 	r = c.run("history", "--secret", "db/postgres")
 	require.Equal(t, 1, r.code)
 	require.Contains(t, r.stderr, "127.0.0.1:1/rotator")

@@ -14,6 +14,7 @@ import (
 	"github.com/rotator/rotator/internal/seal"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
+	"github.com/rotator/rotator/schedule"
 	"github.com/rotator/rotator/state"
 )
 
@@ -151,7 +152,8 @@ By default run waits through verify (until the clients moved or the grace ends)
 and the monitor window. With --no-wait it returns as soon as a step must wait;
 a later run (or the daemon) continues it.
 
---dry-run prints the steps it would take and touches nothing.`,
+--dry-run prints the steps it would take and touches nothing (it needs no
+state key; without DATABASE_URL it plans a first rotation).`,
 		Example: `  rotator run --secret db/postgres
   rotator run --secret db/postgres --dry-run
   rotator run --due --no-wait        # in a CronJob`,
@@ -178,12 +180,17 @@ a later run (or the daemon) continues it.
 			w := newWiring(f, a.logger)
 			defer w.Close()
 			if dryRun {
-				db, err := a.openState(ctx)
-				if err != nil {
-					return err
+				// Without a state database the plan is that of a secret
+				// never rotated; it changes nothing either way.
+				e := &rotation.Engine{Logger: a.logger}
+				if a.databaseURL != "" {
+					db, err := a.openState(ctx)
+					if err != nil {
+						return err
+					}
+					defer db.Close()
+					e.DB = db
 				}
-				defer db.Close()
-				e := &rotation.Engine{DB: db, Logger: a.logger}
 				for _, s := range specs {
 					t, err := baseTarget(f, s, nil)
 					if err != nil {
@@ -469,6 +476,7 @@ knows of it. It needs no state key.`,
 				ActiveRun   string     `json:"active_run,omitempty"`
 				ActiveStep  string     `json:"active_step,omitempty"`
 				InPolicyNow bool       `json:"in_policy"`
+				Overdue     bool       `json:"overdue"`
 			}
 			var rows []row
 			for _, s := range f.Secrets {
@@ -478,6 +486,7 @@ knows of it. It needs no state key.`,
 				if sec.LastSuccessAt != nil {
 					age := int64(now.Sub(*sec.LastSuccessAt).Seconds())
 					r.AgeSeconds = &age
+					r.Overdue = schedule.Overdue(*sec.LastSuccessAt, now, set.Interval)
 				}
 				d := nextDue(sec, set)
 				r.Due = &d
@@ -512,6 +521,9 @@ knows of it. It needs no state key.`,
 				status := r.Status
 				if status == "" {
 					status = "active"
+				}
+				if r.Overdue {
+					status += " OVERDUE"
 				}
 				if r.ActiveRun != "" {
 					status += " (run at " + r.ActiveStep + ")"
