@@ -149,7 +149,8 @@ func (w *Webhook) Send(ctx context.Context, req SendRequest) (Receipt, error) {
 	ts := strconv.FormatInt(w.now().Unix(), 10)
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
 	if err != nil {
-		return Receipt{}, Permanent(fmt.Errorf("webhook %q: %w", w.name, err))
+		// The error would quote the whole URL, which may carry a token.
+		return Receipt{}, Permanent(fmt.Errorf("webhook %q: cannot build a request to %s", w.name, safeURL(w.url)))
 	}
 	hr.Header.Set("Content-Type", "application/json")
 	hr.Header.Set("User-Agent", "rotator-notify/1")

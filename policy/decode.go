@@ -74,6 +74,16 @@ func describe(n *yaml.Node) string {
 	return "a YAML " + n.Tag
 }
 
+// describeKind names what a node is without quoting a text value: for
+// messages where a mapping or a list was expected, since a value in the
+// wrong place may be a secret someone meant to put elsewhere.
+func describeKind(n *yaml.Node) string {
+	if n.Kind == yaml.ScalarNode && n.Tag != "!!null" && n.Tag != "!!int" && n.Tag != "!!float" && n.Tag != "!!bool" {
+		return "a text value"
+	}
+	return describe(n)
+}
+
 // join appends a mapping key to a field path.
 func join(path, key string) string {
 	if path == "" {
@@ -109,7 +119,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		d.structure(n, v, path)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			d.errorf(n, path, "expected a list, got %s", describe(n))
+			d.errorf(n, path, "expected a list, got %s", describeKind(n))
 			return
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
@@ -187,7 +197,7 @@ func (d *decoder) pairs(n *yaml.Node, path string, f func(key string, k, v *yaml
 
 func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind != yaml.MappingNode {
-		d.errorf(n, path, "expected a mapping, got %s", describe(n))
+		d.errorf(n, path, "expected a mapping, got %s", describeKind(n))
 		return
 	}
 	names, index := fields(v.Type())
@@ -206,7 +216,7 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 
 func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind != yaml.MappingNode {
-		d.errorf(n, path, "expected a mapping, got %s", describe(n))
+		d.errorf(n, path, "expected a mapping, got %s", describeKind(n))
 		return
 	}
 	m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)

@@ -62,6 +62,16 @@ func TestParseErrors(t *testing.T) {
 			want: []string{`policies.yaml:7:14: secrets[0].rotator: expected a mapping, got a list`},
 		},
 		{
+			name: "mapping expected, text given: the text is not quoted (it may be a secret)",
+			old:  "        role: app\n", new: "        role: app\n        password: hunter2secret\n",
+			want: []string{`policies.yaml:11:19: secrets[0].rotator.postgres.password: expected a mapping, got a text value`},
+		},
+		{
+			name: "misindented key: the hint points at the block",
+			old:  "        role: app\n", new: "        role: app\n          mode: single_role\n",
+			want: []string{`policies.yaml:11: YAML syntax: mapping values are not allowed in this context (check the indentation of the block that starts at line 11 and the lines below it: keys of one mapping line up, list items start with "- ", no tabs)`},
+		},
+		{
 			name: "list expected, mapping given",
 			old:  "    publish:\n      - {store: local, path: db/postgres.json}\n", new: "    publish: {store: local, path: db/postgres.json}\n",
 			want: []string{`policies.yaml:11:14: secrets[0].publish: expected a list, got a mapping`},

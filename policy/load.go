@@ -45,7 +45,14 @@ func syntaxError(name string, err error) *Error {
 	msg := err.Error()
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		return &Error{Pos: Position{File: name, Line: line}, Msg: "YAML syntax: " + m[2]}
+		msg := "YAML syntax: " + m[2]
+		// yaml.v3 reports an indentation mistake at the line where the
+		// enclosing block starts, not at the misindented line.
+		if strings.Contains(m[2], "did not find expected key") || strings.Contains(m[2], "mapping values are not allowed") {
+			msg += fmt.Sprintf(" (check the indentation of the block that starts at line %d and the lines below it: "+
+				"keys of one mapping line up, list items start with \"- \", no tabs)", line)
+		}
+		return &Error{Pos: Position{File: name, Line: line}, Msg: msg}
 	}
 	return &Error{Pos: Position{File: name}, Msg: "YAML syntax: " + strings.TrimPrefix(msg, "yaml: ")}
 }

@@ -2,6 +2,8 @@ package proof_test
 
 import (
 	"context"
+	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -110,6 +112,10 @@ func TestLiveClients(t *testing.T) {
 	n := loadRotations
 	if full {
 		n = loadRotationsLn
+	}
+	// PROOF_ROTATIONS=N sets another size (docs/proof.md's 20-rotation rows).
+	if v, err := strconv.Atoi(os.Getenv("PROOF_ROTATIONS")); err == nil && v > 0 {
+		n = v
 	}
 	t.Run("blue_green", func(t *testing.T) {
 		r := runLoad(t, policy.ModeBlueGreen, n)

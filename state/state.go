@@ -45,15 +45,20 @@ type Option func(*DB)
 // WithClock injects the clock used for lease expiry and timestamps.
 func WithClock(now func() time.Time) Option { return func(db *DB) { db.now = now } }
 
-// Redact returns dsn without its password, for messages.
+// Redact returns dsn without its password, for messages. It works on
+// URLs Go cannot parse too (a bad port, say): everything between "://" and
+// the last "@" but the user name is hidden.
 func Redact(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" && u.Host != "" {
-		if u.User != nil {
-			if _, ok := u.User.Password(); ok {
-				u.User = url.UserPassword(u.User.Username(), "REDACTED")
+	if i := strings.Index(dsn, "://"); i >= 0 {
+		rest := dsn[i+3:]
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			user := rest[:at]
+			if c := strings.Index(user, ":"); c >= 0 {
+				user = user[:c] + ":REDACTED"
 			}
+			return dsn[:i+3] + user + rest[at:]
 		}
-		return u.String()
+		return dsn
 	}
 	// key=value form
 	var out []string
@@ -64,6 +69,29 @@ func Redact(dsn string) string {
 		out = append(out, f)
 	}
 	return strings.Join(out, " ")
+}
+
+// dsnPassword finds the password in a DSN, parseable or not.
+func dsnPassword(dsn string) string {
+	if i := strings.Index(dsn, "://"); i >= 0 {
+		rest := dsn[i+3:]
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if c := strings.Index(rest[:at], ":"); c >= 0 {
+				pw := rest[c+1 : at]
+				if dec, err := url.PathUnescape(pw); err == nil {
+					return dec
+				}
+				return pw
+			}
+		}
+		return ""
+	}
+	for _, f := range strings.Fields(dsn) {
+		if strings.HasPrefix(strings.ToLower(f), "password=") {
+			return strings.Trim(f[len("password="):], "'")
+		}
+	}
+	return ""
 }
 
 // Open connects to the state database and checks that it answers. The
@@ -96,13 +124,14 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*DB, error) {
 	return db, nil
 }
 
-// redactErr removes a DSN's password from an error text, should a driver
-// ever quote it.
+// redactErr removes a DSN's password (and the DSN itself) from an error
+// text, should a driver ever quote it.
 func redactErr(err error, dsn string) string {
 	s := err.Error()
-	if u, perr := url.Parse(dsn); perr == nil && u.User != nil {
-		if pw, ok := u.User.Password(); ok && pw != "" {
-			s = strings.ReplaceAll(s, pw, "REDACTED")
+	if pw := dsnPassword(dsn); pw != "" {
+		s = strings.ReplaceAll(s, pw, "REDACTED")
+		if esc := url.PathEscape(pw); esc != pw {
+			s = strings.ReplaceAll(s, esc, "REDACTED")
 		}
 	}
 	return s

@@ -201,3 +201,26 @@ func TestRunsStepsAudit(t *testing.T) {
 	require.Len(t, log, 1)
 	require.Equal(t, "me", log[0].Actor)
 }
+
+// A DSN's password never reaches a message, parseable or not.
+func TestRedactDSN(t *testing.T) {
+	t.Parallel()
+	for _, dsn := range []string{
+		"postgres://u:hunter2@host:5432/db",
+		"postgres://u:hunter2@host:notaport/db",
+		"postgresql://u:hun%40ter2@host/db?sslmode=disable",
+		"host=db user=u password=hunter2 dbname=x",
+	} {
+		require.NotContains(t, state.Redact(dsn), "hunter2", dsn)
+		require.NotContains(t, state.Redact(dsn), "hun%40ter2", dsn)
+		_, err := state.Open(context.Background(), dsn+"&bogus")
+		if err != nil {
+			require.NotContains(t, err.Error(), "hunter2", dsn)
+			require.NotContains(t, err.Error(), "hun@ter2", dsn)
+		}
+	}
+	_, err := state.Open(context.Background(), "postgres://u:hunter2@host:notaport/db")
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "hunter2")
+	require.Contains(t, err.Error(), "u:REDACTED@host:notaport/db")
+}

@@ -447,6 +447,9 @@ knows of it. It needs no state key.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if output != "table" && output != "json" {
+				return withCode(exitUsage, fmt.Errorf("-o %q: want table or json", output))
+			}
 			f, err := a.loadPolicy()
 			if err != nil {
 				return err
@@ -456,9 +459,8 @@ knows of it. It needs no state key.`,
 				return err
 			}
 			defer db.Close()
-			if err := db.SyncSecrets(ctx, secretDefs(f)); err != nil {
-				return err
-			}
+			// Read-only: a secret of the policy with no row yet is shown as
+			// never rotated.
 			all, err := db.Secrets(ctx)
 			if err != nil {
 				return err
@@ -480,8 +482,11 @@ knows of it. It needs no state key.`,
 			}
 			var rows []row
 			for _, s := range f.Secrets {
-				sec := byID[s.ID]
 				set := f.Settings(s)
+				sec, ok := byID[s.ID]
+				if !ok {
+					sec = state.Secret{ID: s.ID, Class: set.Class, Status: "active"}
+				}
 				r := row{Secret: sec, Interval: policy.Duration(set.Interval).String(), InPolicyNow: true}
 				if sec.LastSuccessAt != nil {
 					age := int64(now.Sub(*sec.LastSuccessAt).Seconds())
@@ -499,9 +504,6 @@ knows of it. It needs no state key.`,
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(rows)
-			}
-			if output != "" && output != "table" {
-				return withCode(exitUsage, fmt.Errorf("-o %q: want table or json", output))
 			}
 			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SECRET\tCLASS\tVERSION\tCREDENTIAL\tAGE\tLAST\tNEXT DUE\tSTATUS")

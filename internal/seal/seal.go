@@ -76,14 +76,24 @@ func Parse(text string) (*Key, error) {
 // FromEnv loads the key from ROTATOR_STATE_KEY or the file named by
 // ROTATOR_STATE_KEY_FILE. Errors say how to make a key.
 func FromEnv() (*Key, error) {
-	if v := os.Getenv(EnvKey); v != "" {
+	v, vset := os.LookupEnv(EnvKey)
+	f, fset := os.LookupEnv(EnvKeyFile)
+	switch {
+	case v != "" && f != "":
+		return nil, fmt.Errorf("both %s and %s are set: keep one, so it is clear which key seals the runs", EnvKey, EnvKeyFile)
+	case vset && v == "" && f == "":
+		return nil, fmt.Errorf("%s is set but empty; %s", EnvKey, HowToMakeKey)
+	case fset && f == "" && v == "":
+		return nil, fmt.Errorf("%s is set but empty; %s", EnvKeyFile, HowToMakeKey)
+	}
+	if v != "" {
 		k, err := Parse(v)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", EnvKey, err)
 		}
 		return k, nil
 	}
-	if f := os.Getenv(EnvKeyFile); f != "" {
+	if f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("%s: read %s: %w; %s", EnvKeyFile, f, err, HowToMakeKey)

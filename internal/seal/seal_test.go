@@ -2,6 +2,7 @@ package seal_test
 
 import (
 	"bytes"
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -36,9 +37,19 @@ func TestSealRoundTripAndBinding(t *testing.T) {
 	require.Error(t, err)
 }
 
+func TestKeyMissing(t *testing.T) {
+	os.Unsetenv(seal.EnvKey)
+	os.Unsetenv(seal.EnvKeyFile)
+	t.Cleanup(func() { os.Unsetenv(seal.EnvKey); os.Unsetenv(seal.EnvKeyFile) })
+	_, err := seal.FromEnv()
+	require.ErrorIs(t, err, seal.ErrNoKey)
+	require.ErrorContains(t, err, "rotator keygen")
+}
+
 func TestKeyErrors(t *testing.T) {
 	for name, tc := range map[string]struct{ env, file, want string }{
-		"missing":   {want: "rotator keygen"},
+		"empty":     {want: "ROTATOR_STATE_KEY is set but empty"},
+		"both":      {env: "x", file: "/y", want: "both ROTATOR_STATE_KEY and ROTATOR_STATE_KEY_FILE are set"},
 		"not b64":   {env: "!!!", want: "not base64"},
 		"too short": {env: "c2hvcnQ=", want: "is 5 bytes, want 32"},
 		"no file":   {file: "/nonexistent/key", want: "read /nonexistent/key"},
@@ -48,7 +59,9 @@ func TestKeyErrors(t *testing.T) {
 			t.Setenv(seal.EnvKeyFile, tc.file)
 			_, err := seal.FromEnv()
 			require.ErrorContains(t, err, tc.want)
-			require.ErrorContains(t, err, "rotator keygen")
+			if name != "both" {
+				require.ErrorContains(t, err, "rotator keygen")
+			}
 		})
 	}
 }

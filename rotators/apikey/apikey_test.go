@@ -238,3 +238,17 @@ func TestToken(t *testing.T) {
 	}
 	require.Len(t, seen, 62)
 }
+
+// A create answer with a status the policy does not list may carry the new
+// key, which is not known yet and cannot be redacted: it is never quoted.
+func TestCreateAnswerNeverQuoted(t *testing.T) {
+	t.Parallel()
+	f := newFakeOpenRouter(t)
+	var logs bytes.Buffer
+	p := newProvider(t, f, strings.Replace(genericYAML(f), "status: [201]", "status: [202]", 1), &logs)
+	_, err := p.Generate(context.Background(), rotation.GenerateRequest{SecretID: "api/openrouter", RunID: runA})
+	require.Error(t, err)
+	require.ErrorContains(t, err, "create call POST "+f.baseURL()+"/keys: HTTP 201")
+	require.NotEmpty(t, f.allKeys(), "the provider did create a key")
+	noSecrets(t, f, logs.String(), err.Error())
+}

@@ -134,7 +134,13 @@ func (p *Provider) do(ctx context.Context, name string, c *policy.HTTPCallSpec, 
 	case slices.Contains(gone, resp.StatusCode):
 		return a, errGone
 	}
-	ce := &callError{call: name, method: c.Method, url: raw, status: resp.StatusCode, excerpt: excerpt(data, v)}
+	ce := &callError{call: name, method: c.Method, url: raw, status: resp.StatusCode}
+	// The answer to a create call, or any success status the policy did
+	// not list, may hold a new key that is not known yet and so cannot be
+	// redacted: it is never quoted.
+	if name != "create" && (resp.StatusCode < 200 || resp.StatusCode >= 300) {
+		ce.excerpt = excerpt(data, v)
+	}
 	switch resp.StatusCode {
 	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusMethodNotAllowed, http.StatusUnprocessableEntity:
 		return a, rotation.Permanent(ce)
@@ -148,6 +154,12 @@ func (p *Provider) do(ctx context.Context, name string, c *policy.HTTPCallSpec, 
 func excerpt(body []byte, v vars) string {
 	s := strings.Join(strings.Fields(string(body)), " ")
 	s = rotation.Redact(s, v.management, v.key)
+	// Also their JSON-escaped forms, as an answer may quote them.
+	for _, x := range []secret.Value{v.management, v.key} {
+		if b, err := json.Marshal(x.Reveal()); err == nil && len(b) > 2 {
+			s = rotation.Redact(s, secret.New(string(b[1:len(b)-1])))
+		}
+	}
 	if len(s) > 200 {
 		s = s[:200] + "..."
 	}
