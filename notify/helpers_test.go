@@ -145,7 +145,7 @@ func counter(t *testing.T, reg *prometheus.Registry, sink, kind, outcome string)
 }
 
 // fastRetry keeps tests quick: real backoff, tiny waits.
-var fastRetry = RetryPolicy{Attempts: 3, Initial: time.Millisecond, Max: 5 * time.Millisecond, Timeout: 5 * time.Second}
+var fastRetry = RetryPolicy{Attempts: 3, Initial: time.Millisecond, Max: 5 * time.Millisecond, Timeout: 30 * time.Second} // long: a loaded CI machine must not turn a slow answer into a retried (duplicate) post
 
 // slackServer is a slacktest server (Slack's Web API) that also serves an
 // incoming webhook at webhookPath and records what that webhook received.
