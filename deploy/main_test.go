@@ -6,13 +6,10 @@
 package deploy_test
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
-	"github.com/rotator/rotator/internal/pgtest"
+	"github.com/rotator/rotator/internal/clitest"
 )
 
 // stampedVersion is stamped into the test binary the way the Dockerfile
@@ -23,18 +20,5 @@ const stampedVersion = "v0.0.0-deploytest"
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "rotator-deploy-")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "rotator")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+stampedVersion, "-o", binary, "../cmd/rotator")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build rotator: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := pgtest.Main(m)
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(clitest.Main(m, "../cmd/rotator", &binary, "-ldflags", "-s -w -X main.version="+stampedVersion))
 }

@@ -4,12 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rotator/rotator/internal/clitest"
 	"github.com/rotator/rotator/internal/pgtest"
 )
 
@@ -26,21 +24,7 @@ var binary string
 // full selects the sizes docs/proof.md reports (PROOF_FULL=1).
 var full = os.Getenv("PROOF_FULL") != ""
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "rotator-proof-")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "rotator")
-	out, err := exec.Command("go", "build", "-o", binary, "../cmd/rotator").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build rotator: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := pgtest.Main(m)
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(clitest.Main(m, "../cmd/rotator", &binary)) }
 
 func randHex(n int) string {
 	b := make([]byte, n)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,27 +14,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rotator/rotator/internal/clitest"
 	"github.com/rotator/rotator/internal/pgtest"
 )
 
 // The CLI is built once and run as a process, like a user and a CronJob.
 var binary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "rotator-cli-")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "rotator")
-	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build rotator: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := pgtest.Main(m)
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(clitest.Main(m, ".", &binary)) }
 
 type cli struct {
 	t   *testing.T
