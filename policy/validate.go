@@ -237,20 +237,41 @@ func (v *validator) url(path, raw string) {
 	}
 }
 
+// names checks one name of a set that must be unique: required (missing
+// says what it is for), well-formed, and not used before. seen maps each
+// name to the field path of its first use.
+type names struct {
+	kind     string // "store", "webhook", "id"
+	verb     string // "defined", "used"
+	re       *regexp.Regexp
+	expected string // what a well-formed name looks like
+	missing  string // the message when it is absent
+	seen     map[string]string
+}
+
+func (v *validator) name(n *names, path, value string) {
+	if n.seen == nil {
+		n.seen = map[string]string{}
+	}
+	switch {
+	case value == "":
+		v.errf(path, "%s", n.missing)
+	case !n.re.MatchString(value):
+		v.errf(path, "expected %s, got %q", n.expected, value)
+	case n.seen[value] != "":
+		v.errf(path, "%s %q is already %s at %s", n.kind, value, n.verb, v.where(n.seen[value]))
+	default:
+		n.seen[value] = path
+	}
+}
+
 func (v *validator) stores() {
-	first := map[string]string{}
+	storeNames := &names{kind: "store", verb: "defined", re: storeNameRE,
+		expected: "lowercase letters, digits, _ and -, starting with a letter or digit",
+		missing:  "required: a name the secrets' publish entries refer to, such as local or vault"}
 	for i, s := range v.f.Stores {
 		p := fmt.Sprintf("stores[%d]", i)
-		switch {
-		case s.Name == "":
-			v.errf(p+".name", "required: a name the secrets' publish entries refer to, such as local or vault")
-		case !storeNameRE.MatchString(s.Name):
-			v.errf(p+".name", "expected lowercase letters, digits, _ and -, starting with a letter or digit, got %q", s.Name)
-		case first[s.Name] != "":
-			v.errf(p+".name", "store %q is already defined at %s", s.Name, v.where(first[s.Name]))
-		default:
-			first[s.Name] = p + ".name"
-		}
+		v.name(storeNames, p+".name", s.Name)
 		kinds := 0
 		for _, set := range []bool{s.Files != nil, s.Vault != nil, s.AWSSM != nil} {
 			if set {
@@ -321,19 +342,12 @@ func (v *validator) secrets() {
 		}
 	}
 	classes := mergeClasses(f.Classes)
-	firstID := map[string]string{}
+	ids := &names{kind: "id", verb: "used", re: secretIDRE,
+		expected: "a path-like id of lowercase letters, digits, ., _ and - separated by / (such as db/postgres)",
+		missing:  "required: a path-like id such as db/postgres"}
 	for i, s := range f.Secrets {
 		p := fmt.Sprintf("secrets[%d]", i)
-		switch {
-		case s.ID == "":
-			v.errf(p+".id", "required: a path-like id such as db/postgres")
-		case !secretIDRE.MatchString(s.ID):
-			v.errf(p+".id", "expected a path-like id of lowercase letters, digits, ., _ and - separated by / (such as db/postgres), got %q", s.ID)
-		case firstID[s.ID] != "":
-			v.errf(p+".id", "id %q is already used at %s", s.ID, v.where(firstID[s.ID]))
-		default:
-			firstID[s.ID] = p + ".id"
-		}
+		v.name(ids, p+".id", s.ID)
 		switch {
 		case s.Class == "":
 			v.errf(p+".class", "required: one of %s", strings.Join(classNames(classes), ", "))
@@ -515,19 +529,12 @@ func (v *validator) notify() {
 		}
 		v.events(p+".events", s.Events)
 	}
-	first := map[string]string{}
+	hooks := &names{kind: "webhook", verb: "defined", re: storeNameRE,
+		expected: "lowercase letters, digits, _ and -, starting with a letter or digit",
+		missing:  "required: a name for logs, such as pager"}
 	for i, w := range n.Webhooks {
 		p := fmt.Sprintf("notify.webhooks[%d]", i)
-		switch {
-		case w.Name == "":
-			v.errf(p+".name", "required: a name for logs, such as pager")
-		case !storeNameRE.MatchString(w.Name):
-			v.errf(p+".name", "expected lowercase letters, digits, _ and -, starting with a letter or digit, got %q", w.Name)
-		case first[w.Name] != "":
-			v.errf(p+".name", "webhook %q is already defined at %s", w.Name, v.where(first[w.Name]))
-		default:
-			first[w.Name] = p + ".name"
-		}
+		v.name(hooks, p+".name", w.Name)
 		if w.URL == "" {
 			v.errf(p+".url", "required: the http:// or https:// URL to post events to")
 		} else {
