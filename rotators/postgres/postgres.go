@@ -516,27 +516,22 @@ func (r *Rotator) Retire(ctx context.Context, req rotation.RetireRequest) error 
 	case !r.inPair(old):
 		return rotation.Permanent(fmt.Errorf("retire: refusing to disable %q: it is not one of %s, %s, %s", old, r.role, r.blue(), r.green()))
 	}
-	c, err := r.admin(ctx)
+	exists, err := r.setLogin(ctx, old, false, "retire")
 	if err != nil {
 		return err
 	}
-	defer c.Release()
-	st, err := roleStates(ctx, c, old)
-	if err != nil {
-		return sqlError(fmt.Sprintf("read role %q", old), err)
-	}
-	if !st[old].exists {
+	if !exists {
 		r.logger.WarnContext(ctx, "role to retire does not exist", "secret_id", req.SecretID, "old_role", old)
 		return nil
 	}
-	if st[old].login {
-		if _, err := c.Exec(ctx, "ALTER ROLE "+ident(old)+" NOLOGIN"); err != nil {
-			return sqlError(fmt.Sprintf("retire role %q (NOLOGIN)", old), err)
-		}
-	}
 	if req.Terminate {
+		c, err := r.admin(ctx)
+		if err != nil {
+			return err
+		}
+		defer c.Release()
 		var n int
-		err := c.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
+		err = c.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
 			FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()`, old).Scan(&n)
 		if err != nil {
 			return sqlErrorHint(fmt.Sprintf("terminate sessions of %q", old),
@@ -561,22 +556,12 @@ func (r *Rotator) Restore(ctx context.Context, req rotation.RestoreRequest) erro
 	if !r.inPair(old) {
 		return rotation.Permanent(fmt.Errorf("restore: refusing to enable %q: it is not one of %s, %s, %s", old, r.role, r.blue(), r.green()))
 	}
-	c, err := r.admin(ctx)
+	exists, err := r.setLogin(ctx, old, true, "restore")
 	if err != nil {
 		return err
 	}
-	defer c.Release()
-	st, err := roleStates(ctx, c, old)
-	if err != nil {
-		return sqlError(fmt.Sprintf("read role %q", old), err)
-	}
-	if !st[old].exists {
+	if !exists {
 		return fmt.Errorf("restore role %q: it no longer exists: %w", old, rotation.ErrNotRestorable)
-	}
-	if !st[old].login {
-		if _, err := c.Exec(ctx, "ALTER ROLE "+ident(old)+" LOGIN"); err != nil {
-			return sqlError(fmt.Sprintf("restore role %q (LOGIN)", old), err)
-		}
 	}
 	r.logger.InfoContext(ctx, "restored role", "secret_id", req.SecretID, "old_role", old)
 	return nil
@@ -596,22 +581,39 @@ func (r *Rotator) Discard(ctx context.Context, req rotation.DiscardRequest) erro
 	case n != r.blue() && n != r.green():
 		return rotation.Permanent(fmt.Errorf("discard: refusing to disable %q: it is not %s or %s", n, r.blue(), r.green()))
 	}
-	c, err := r.admin(ctx)
-	if err != nil {
+	if _, err := r.setLogin(ctx, n, false, "discard"); err != nil {
 		return err
-	}
-	defer c.Release()
-	st, err := roleStates(ctx, c, n)
-	if err != nil {
-		return sqlError(fmt.Sprintf("read role %q", n), err)
-	}
-	if st[n].login {
-		if _, err := c.Exec(ctx, "ALTER ROLE "+ident(n)+" NOLOGIN"); err != nil {
-			return sqlError(fmt.Sprintf("discard role %q (NOLOGIN)", n), err)
-		}
 	}
 	r.logger.InfoContext(ctx, "discarded unpublished credential", "secret_id", req.SecretID, "new_role", n)
 	return nil
+}
+
+// setLogin gives role LOGIN (or NOLOGIN) unless it has it already; action
+// names the step in errors. It reports false, changing nothing, when the
+// role does not exist.
+func (r *Rotator) setLogin(ctx context.Context, role string, login bool, action string) (bool, error) {
+	c, err := r.admin(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer c.Release()
+	st, err := roleStates(ctx, c, role)
+	if err != nil {
+		return false, sqlError(fmt.Sprintf("read role %q", role), err)
+	}
+	if !st[role].exists {
+		return false, nil
+	}
+	if st[role].login != login {
+		attr := "NOLOGIN"
+		if login {
+			attr = "LOGIN"
+		}
+		if _, err := c.Exec(ctx, "ALTER ROLE "+ident(role)+" "+attr); err != nil {
+			return true, sqlError(fmt.Sprintf("%s role %q (%s)", action, role, attr), err)
+		}
+	}
+	return true, nil
 }
 
 // putBack sets prev's password on the single role and logs in with it.
