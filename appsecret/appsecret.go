@@ -2,6 +2,8 @@ package appsecret
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -42,8 +44,14 @@ type Version struct {
 	// Number is the rotator's version number (0 when the source does not
 	// say: an environment variable, a default, a file put there by hand).
 	Number int64
-	// Fingerprint is the first 12 hex digits of the secret's SHA-256: safe
-	// to log and to report, never reversible for a generated secret.
+	// Fingerprint names the value without revealing it: safe to log and
+	// to report. For a version the rotator published (a document with its
+	// version, run_id and fingerprint), it is the fingerprint the rotator
+	// recorded, after checking that it belongs to the value; for any other
+	// value (env, a default, a file put there by hand) it is a keyed
+	// fingerprint, "k-" and 16 hex digits of an HMAC-SHA-256 with
+	// Options.FingerprintKey, which tells nothing about the value to whom
+	// does not hold the key.
 	Fingerprint string
 	RotatedAt   time.Time
 	RunID       string
@@ -87,8 +95,10 @@ func (v Version) MarshalJSON() ([]byte, error) {
 	}{v.Number, v.Fingerprint, v.Source})
 }
 
-// Fingerprint is the fingerprint of a secret: the first 12 hex digits of
-// its SHA-256, the same as the rotator's.
+// Fingerprint is the rotator's fingerprint of a secret: the first 12 hex
+// digits of its SHA-256. It is only safe to show for a secret the rotator
+// generated (too long to guess); Version.Fingerprint uses it only for
+// those.
 func Fingerprint(s string) string {
 	if s == "" {
 		return ""
@@ -119,7 +129,10 @@ type Options struct {
 	// beside it. <File>.previous holds the previous version.
 	File string
 	// Field is the document field holding the secret (default: the
-	// document's secret_field, else password).
+	// document's secret_field, else password). It may be a derived field
+	// (url) or a field of a shared document (db_password of
+	// ai-tg-bot/prod): the version is the one of the secret that owns it,
+	// with that secret's fingerprint, number and non-secret fields.
 	Field string
 	// Default is used when no source has the secret.
 	Default string
@@ -137,6 +150,11 @@ type Options struct {
 	// retired token before the next rotation replaces it.
 	PreviousFor time.Duration
 	Logger      *slog.Logger
+	// FingerprintKey keys the fingerprint of values the rotator did not
+	// publish (see Version.Fingerprint). Give every replica of a
+	// deployment the same key to have them report the same fingerprint
+	// for such a value; default: a random key per Open.
+	FingerprintKey []byte
 	// Getenv and Now replace os.Getenv and time.Now (tests).
 	Getenv func(string) string
 	Now    func() time.Time
@@ -189,6 +207,12 @@ func Open(ctx context.Context, opts Options) (*Secret, error) {
 	}
 	if opts.File == "" {
 		opts.File = filepath.Join(DefaultSecretsDir, filepath.FromSlash(opts.Name))
+	}
+	if len(opts.FingerprintKey) == 0 {
+		opts.FingerprintKey = make([]byte, 32)
+		if _, err := rand.Read(opts.FingerprintKey); err != nil {
+			return nil, fmt.Errorf("appsecret %s: fingerprint key: %w", opts.Name, err)
+		}
 	}
 	s := &Secret{opts: opts, vault: opts.Vault}
 	if s.vault == nil && opts.Getenv("VAULT_ADDR") != "" {
@@ -370,7 +394,14 @@ func (s *Secret) read(ctx context.Context) (cur, prev Version, err error) {
 }
 
 func (s *Secret) raw(v, source string) Version {
-	return Version{value: v, Fingerprint: Fingerprint(v), Source: source}
+	return Version{value: v, Fingerprint: s.keyed(v), Source: source}
+}
+
+// keyed is the fingerprint of a value the rotator did not publish.
+func (s *Secret) keyed(v string) string {
+	m := hmac.New(sha256.New, s.opts.FingerprintKey)
+	m.Write([]byte(v))
+	return "k-" + hex.EncodeToString(m.Sum(nil)[:8])
 }
 
 // readVault reads the latest KV v2 version and the newest readable one
@@ -475,24 +506,155 @@ func (s *Secret) field(doc map[string]string) string {
 	return "password"
 }
 
-// document turns the rotator's flat document into a Version.
+// sharedGroup is the part of a rotator.<secret id> field of a shared
+// document appsecret reads (see rotation.SharedFields).
+type sharedGroup struct {
+	Current map[string]string `json:"current"`
+	Fields  map[string]string `json:"fields"`
+}
+
+// shared finds the rotator.<secret id> field that owns field of a shared
+// document, and returns the version's data as rotator wrote it (the
+// owned fields under their credential names).
+func shared(doc map[string]string, field string) (map[string]string, string, bool) {
+	for k, raw := range doc {
+		if !strings.HasPrefix(k, "rotator.") {
+			continue
+		}
+		var g sharedGroup
+		if json.Unmarshal([]byte(raw), &g) != nil || g.Current == nil {
+			continue
+		}
+		for name, docField := range g.Fields {
+			if docField != field {
+				continue
+			}
+			d := make(map[string]string, len(g.Current)+len(g.Fields))
+			for x, v := range g.Current {
+				d[x] = v
+			}
+			for n, f := range g.Fields {
+				if v, ok := doc[f]; ok {
+					d[n] = v
+				}
+			}
+			return d, name, true
+		}
+	}
+	return nil, "", false
+}
+
+// document turns the rotator's flat document into a Version. A field of
+// a shared document (one of the fields a rotator.<secret id> field says
+// its secret owns) is read as that secret's version: its number, run id
+// and fingerprint, and its own non-secret fields, not the document's
+// other fields (other secrets).
 func (s *Secret) document(doc map[string]string, source string) (Version, error) {
-	field := s.field(doc)
+	if s.opts.Field != "" {
+		if d, name, ok := shared(doc, s.opts.Field); ok {
+			v, err := s.documentAs(d, name, source)
+			if err == nil {
+				v.value = doc[s.opts.Field]
+			}
+			return v, err
+		}
+	}
+	return s.documentAs(others(doc, s.opts.Field), s.field(doc), source)
+}
+
+// others returns doc without the fields rotator owns in it (its
+// rotator.<secret id> fields and the fields they name) other than keep:
+// reading a field of a shared document no rotator owns, the owned fields
+// are other secrets, not fields of this one.
+func others(doc map[string]string, keep string) map[string]string {
+	var owned []string
+	for k, raw := range doc {
+		if !strings.HasPrefix(k, "rotator.") {
+			continue
+		}
+		owned = append(owned, k)
+		var g sharedGroup
+		if json.Unmarshal([]byte(raw), &g) == nil {
+			for _, f := range g.Fields {
+				owned = append(owned, f)
+			}
+		}
+	}
+	if len(owned) == 0 {
+		return doc
+	}
+	out := make(map[string]string, len(doc))
+	for k, v := range doc {
+		out[k] = v
+	}
+	for _, k := range owned {
+		if k != keep {
+			delete(out, k)
+		}
+	}
+	return out
+}
+
+// documentAs reads field of a rotator document as the secret.
+func (s *Secret) documentAs(doc map[string]string, field, source string) (Version, error) {
 	value, ok := doc[field]
 	if !ok || value == "" {
 		return Version{}, fmt.Errorf("the document has no %q field (set Options.Field)", field)
 	}
 	v := s.raw(value, source)
+	// The rotator's own fingerprint, for a version it published: it was
+	// computed from a generated value, and the http check compares it. A
+	// derived field holding the secret (a DSN, listed under secret_fields)
+	// is named by the fingerprint of its version's secret, after checking
+	// that this fingerprint belongs to the secret published beside it.
+	secretField := doc["secret_field"]
+	if secretField == "" {
+		secretField = "password"
+	}
+	secretFields := map[string]bool{}
+	if sf := doc["secret_fields"]; sf != "" {
+		for _, k := range strings.Split(sf, ",") {
+			secretFields[k] = true
+		}
+	}
+	own := value
+	if secretFields[field] {
+		own = doc[secretField]
+	}
+	if fp := doc["fingerprint"]; fp != "" && doc["run_id"] != "" && doc["version"] != "" && fp == Fingerprint(own) &&
+		(field == secretField || secretFields[field]) {
+		v.Fingerprint = fp
+	}
 	v.Number, _ = strconv.ParseInt(doc["version"], 10, 64)
 	v.RotatedAt, _ = time.Parse(time.RFC3339Nano, doc["rotated_at"])
 	v.RunID, v.Username = doc["run_id"], doc["username"]
+	// Fields are the non-secret ones: neither the secret nor a derived
+	// field holding it.
 	v.Fields = map[string]string{}
 	for k, x := range doc {
-		switch k {
-		case field, "secret_field", "version", "rotated_at", "run_id", "fingerprint":
+		switch {
+		case k == field || k == secretField || secretFields[k]:
+		case k == "secret_field" || k == "secret_fields" || k == "version" || k == "rotated_at" || k == "run_id" || k == "fingerprint":
 		default:
 			v.Fields[k] = x
 		}
 	}
 	return v, nil
 }
+
+// String names the secret and the version in use, never its value: a
+// Secret formatted with any verb (or logged) shows no secret, although its
+// fields hold them (fmt does not call the redacting methods of unexported
+// fields).
+func (s *Secret) String() string {
+	if s == nil {
+		return "appsecret.Secret(nil)"
+	}
+	return "appsecret.Secret(" + s.opts.Name + ", " + s.Current().String() + ")"
+}
+
+// Format writes String for every verb (%v, %+v, %#v, %s ...).
+func (s *Secret) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(s.String())) }
+
+// LogValue is String, for slog.
+func (s *Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }

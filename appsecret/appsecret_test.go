@@ -2,8 +2,11 @@ package appsecret_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -19,7 +22,7 @@ import (
 
 	"github.com/rotator/rotator/appsecret"
 	"github.com/rotator/rotator/internal/secret"
-	"github.com/rotator/rotator/internal/vaulttest"
+	"github.com/rotator/rotator/internal/vaultdev"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -37,7 +40,7 @@ func writeDoc(t *testing.T, path string, version int, value string) {
 // variable -> file -> default -> not found.
 func TestFallbackOrder(t *testing.T) {
 	t.Parallel()
-	v := vaulttest.New(t)
+	v := vaultdev.New(t, vaultdev.Options{})
 	client, err := vaultapi.NewClient(&vaultapi.Config{Address: v.Addr})
 	require.NoError(t, err)
 	client.SetToken(v.RootToken)
@@ -91,7 +94,13 @@ func TestFallbackOrder(t *testing.T) {
 			require.Equal(t, tc.wantPrev != "", ok)
 			require.Equal(t, tc.wantPrev, prev.Reveal())
 			if tc.want != "" {
-				require.Equal(t, secret.New(tc.want).Fingerprint(), cur.Fingerprint, "the rotator's fingerprint algorithm")
+				if tc.wantSource == "file" {
+					require.Equal(t, secret.New(tc.want).Fingerprint(), cur.Fingerprint, "the rotator's recorded fingerprint")
+				} else {
+					// No recorded fingerprint: a keyed one, never the plain hash.
+					require.NotEqual(t, secret.New(tc.want).Fingerprint(), cur.Fingerprint)
+					require.Regexp(t, `^k-[0-9a-f]{16}$`, cur.Fingerprint)
+				}
 				for _, out := range []string{fmt.Sprint(cur), fmt.Sprintf("%+v %#v %s %q", cur, cur, cur, cur), mustJSON(t, cur)} {
 					require.NotContains(t, out, tc.want)
 				}
@@ -226,4 +235,57 @@ func TestEnvName(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, "API_OPENROUTER", appsecret.EnvName("api/openrouter"))
 	require.Equal(t, "DB_POSTGRES_1", appsecret.EnvName("db/postgres-1"))
+}
+
+// A value the rotator did not publish (a password someone chose, in env or
+// as Default, or a document whose recorded fingerprint does not belong to
+// its value) is reported with a keyed fingerprint: no hash of the value
+// that could be checked against guesses. The same key gives the same
+// fingerprint (replicas agree); another key another one.
+func TestHandlerRevealsNothingGuessable(t *testing.T) {
+	t.Parallel()
+	const chosen = "hunter2"
+	key := []byte("per-deployment-key-0123456789abc")
+	open := func(opts appsecret.Options) appsecret.Status {
+		t.Helper()
+		opts.Name = "db/app"
+		if opts.Getenv == nil {
+			opts.Getenv = env(nil)
+		}
+		if opts.File == "" {
+			opts.File = filepath.Join(t.TempDir(), "missing")
+		}
+		s, err := appsecret.Open(context.Background(), opts)
+		require.NoError(t, err)
+		srv := httptest.NewServer(s)
+		defer srv.Close()
+		resp, err := http.Get(srv.URL)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		sum := sha256.Sum256([]byte(chosen))
+		for _, out := range []string{string(raw), fmt.Sprint(resp.Header)} {
+			require.NotContains(t, out, chosen)
+			require.NotContains(t, out, hex.EncodeToString(sum[:])[:8], "a plain SHA-256 prefix of the value")
+		}
+		var st appsecret.Status
+		require.NoError(t, json.Unmarshal(raw, &st))
+		require.Equal(t, st.Fingerprint, resp.Header.Get("X-Secret-Fingerprint"))
+		return st
+	}
+	fromEnv := open(appsecret.Options{Getenv: env(map[string]string{"DB_APP": chosen}), FingerprintKey: key})
+	require.Regexp(t, `^k-[0-9a-f]{16}$`, fromEnv.Fingerprint)
+	require.Equal(t, fromEnv.Fingerprint, open(appsecret.Options{Default: chosen, FingerprintKey: key}).Fingerprint, "same key, same fingerprint")
+	require.NotEqual(t, fromEnv.Fingerprint, open(appsecret.Options{Default: chosen, FingerprintKey: []byte("another-key")}).Fingerprint)
+	require.NotEqual(t, fromEnv.Fingerprint, open(appsecret.Options{Default: chosen}).Fingerprint, "a random key by default")
+
+	// A document claiming a fingerprint that is not its value's is not
+	// believed (the check would otherwise pass on a lie).
+	file := filepath.Join(t.TempDir(), "app")
+	b, _ := json.Marshal(map[string]string{"password": chosen, "version": "3", "run_id": "r", "fingerprint": "aaaaaaaaaaaa"})
+	require.NoError(t, os.WriteFile(file, b, 0o600))
+	st := open(appsecret.Options{File: file, FingerprintKey: key})
+	require.Equal(t, int64(3), st.Version)
+	require.Equal(t, fromEnv.Fingerprint, st.Fingerprint)
 }

@@ -1,6 +1,6 @@
 // Package appsecret is for the applications that use the secrets rotator
-// manages. It depends on the standard library and hashicorp/vault/api only,
-// so any Go service can import it.
+// manages. It depends on the standard library, hashicorp/vault/api and
+// golang-jwt/jwt/v5 only, so any Go service can import it.
 //
 // # Reading a secret
 //
@@ -44,13 +44,31 @@
 // PreviousFor after the current version was rotated when that is set
 // (set it to the policy's grace plus monitor).
 //
+// # Key rings
+//
+// OpenKeyRing reads a key ring the keyring rotator publishes (a Secret
+// whose value is a Ring document) and keeps it fresh the same way. SignJWT
+// signs HMAC JWTs with the ring's signing key, its id in the kid header,
+// and refuses a token without an expiry or one that would outlive the
+// ring's max_token_lifetime; ParseJWT (or Keyfunc, with any jwt.Parser)
+// verifies a token with the key its kid names, among every key of the
+// ring, and refuses an unknown kid (ErrUnknownKey). A document that does
+// not parse as a ring is never loaded: the ring in use stays. The same
+// ring serves encryption: Ring.Signing to encrypt, Ring.Key by id to
+// decrypt. KeyRing's handler reports the ring in use for the http check:
+// version, fingerprint, and the signing, next and all key ids.
+//
 // # Telling the rotator which version is in use
 //
 // A *Secret is an http.Handler: mount it (for example at /secret-version)
 // and list that URL in the secret's http check. It answers with the
-// version number and fingerprint (the first 12 hex digits of the secret's
-// SHA-256, the same as the rotator's), in JSON and in the
-// X-Secret-Version and X-Secret-Fingerprint headers; never the secret.
+// version number and fingerprint, in JSON and in the X-Secret-Version and
+// X-Secret-Fingerprint headers; never the secret. The fingerprint is the
+// one the rotator recorded when the version is one it published (so the
+// http check can compare it); for any other value (env, Default, a file
+// put there by hand, which people choose and an unsalted hash would let
+// anyone guess) it is keyed with Options.FingerprintKey ("k-" and 16 hex
+// digits of an HMAC-SHA-256), so the handler reveals nothing guessable.
 //
 // Version prints without its secret in every form (fmt, slog, JSON); only
 // Reveal returns it.

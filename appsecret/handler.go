@@ -40,8 +40,9 @@ func (s *Secret) Status() Status {
 //
 //	{"name": "api/openrouter", "version": 7, "fingerprint": "3f9a1c0b7e22", ...}
 //
-// The fingerprint is the first 12 hex digits of the secret's SHA-256;
-// the secret itself is never in the answer.
+// The fingerprint is Version.Fingerprint: the rotator's recorded one for
+// a version it published, a keyed one for anything else; the secret
+// itself is never in the answer.
 func (s *Secret) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")

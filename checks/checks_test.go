@@ -2,9 +2,12 @@ package checks_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -89,4 +92,70 @@ func TestLastUsed(t *testing.T) {
 			require.Equal(t, tc.passed, res.Passed, res.Detail)
 		})
 	}
+}
+
+// A last_used check that does not pass is polled at its interval, or
+// looked at exactly when the key, left unused, would pass, if that is
+// sooner; the http check is polled at its interval.
+func TestLastUsedAndHTTPPace(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	old := rotation.CredentialMeta{KeyID: "k1"}
+	used := func(ago time.Duration) reporter {
+		return reporter{resp: rotation.LastUsedResponse{LastUsed: now.Add(-ago)}}
+	}
+	c := &checks.LastUsed{Reporter: used(time.Minute), UnusedFor: time.Hour, Interval: 5 * time.Minute}
+	require.Equal(t, 5*time.Minute, c.PollInterval())
+	res, err := c.Check(context.Background(), rotation.CheckRequest{Old: old, Now: now})
+	require.NoError(t, err)
+	require.False(t, res.Passed)
+	require.True(t, res.RecheckAt.IsZero(), "59m to go: polled at its interval")
+
+	c.Reporter = used(58 * time.Minute)
+	res, err = c.Check(context.Background(), rotation.CheckRequest{Old: old, Now: now})
+	require.NoError(t, err)
+	require.False(t, res.Passed)
+	require.Equal(t, now.Add(2*time.Minute), res.RecheckAt, "passes in 2m, before the next poll")
+
+	h := &checks.HTTP{URLs: []string{"http://127.0.0.1:1/v"}, Interval: 7 * time.Second}
+	var p rotation.Poller = h
+	require.Equal(t, 7*time.Second, p.PollInterval())
+}
+
+// What a client reports is bounded before it goes into the detail (the
+// journal, logs, Slack): a 200 KB value with newlines becomes at most
+// MaxReported bytes on one line, with the size it had.
+func TestHTTPReportBounded(t *testing.T) {
+	t.Parallel()
+	huge := strings.Repeat("x\n", 100<<10)
+	body, _ := json.Marshal(map[string]string{"fingerprint": huge})
+	chatty := serve(t, func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(body) })
+	res, err := (&checks.HTTP{URLs: []string{chatty}}).Check(context.Background(),
+		rotation.CheckRequest{New: rotation.VersionMeta{Number: 7, Fingerprint: "aaaaaaaaaaaa"}})
+	require.NoError(t, err)
+	require.False(t, res.Passed)
+	require.Less(t, len(res.Detail), 300, res.Detail)
+	require.NotContains(t, res.Detail, "\n")
+	require.Contains(t, res.Detail, fmt.Sprintf("(%d bytes in all)", len(huge)))
+	require.Equal(t, "é?", checks.Bounded("é\x00"))
+	require.Equal(t, "x"+strings.Repeat("é", 31)+"... (67 bytes in all)", checks.Bounded("x"+strings.Repeat("é", 33)), "cut on a rune boundary")
+}
+
+// A client endpoint that redirects to another origin is not followed
+// (the check reports it as not on the new version); the other listener
+// is never asked.
+func TestHTTPNoCrossOriginRedirect(t *testing.T) {
+	t.Parallel()
+	var asked atomic.Int32
+	other := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		fmt.Fprint(w, `{"fingerprint": "aaaaaaaaaaaa"}`)
+	})
+	front := serve(t, func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, other+"/v", http.StatusFound) })
+	res, err := (&checks.HTTP{URLs: []string{front}}).Check(context.Background(),
+		rotation.CheckRequest{New: rotation.VersionMeta{Number: 7, Fingerprint: "aaaaaaaaaaaa"}})
+	require.NoError(t, err)
+	require.False(t, res.Passed)
+	require.Contains(t, res.Detail, "redirect refused")
+	require.Zero(t, asked.Load())
 }

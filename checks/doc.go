@@ -22,6 +22,9 @@
 // rotator) when the old key was last used and passes once that is at least
 // UnusedFor ago, or when the key was never used or no longer exists.
 //
-// Both are stateless between calls: the engine polls them until they pass
-// or the grace ends, from any process.
+// Both are stateless between calls: the engine polls them, every
+// Interval (policies.yaml's interval: 2s for http, 1m for last_used by
+// default), until they pass or the grace ends, from any process. LastUsed
+// asks for a sooner look (rotation.CheckResult.RecheckAt) when the key,
+// left unused, passes before the next interval.
 package checks

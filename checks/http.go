@@ -8,7 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
+	"github.com/rotator/rotator/internal/httpclient"
 	"github.com/rotator/rotator/internal/jsonpath"
 	"github.com/rotator/rotator/rotation"
 )
@@ -30,11 +33,21 @@ type HTTP struct {
 	Header   string
 	// Timeout bounds each request (default 5s).
 	Timeout time.Duration
-	// Client makes the requests (default http.DefaultClient).
+	// Interval is how often the clients are asked again while one does
+	// not report the new version (0: the engine's default).
+	Interval time.Duration
+	// Client makes the requests (default: internal/httpclient's; a given
+	// client gets its redirect policy too: no redirect leaves the origin).
 	Client *http.Client
 }
 
-var _ rotation.Check = (*HTTP)(nil)
+var (
+	_ rotation.Check  = (*HTTP)(nil)
+	_ rotation.Poller = (*HTTP)(nil)
+)
+
+// PollInterval implements rotation.Poller.
+func (h *HTTP) PollInterval() time.Duration { return h.Interval }
 
 // Name implements rotation.Check.
 func (h *HTTP) Name() string {
@@ -65,7 +78,7 @@ func (h *HTTP) Check(ctx context.Context, req rotation.CheckRequest) (rotation.C
 		case err != nil:
 			behind = append(behind, fmt.Sprintf("%s: %v", u, err))
 		case got != want:
-			behind = append(behind, fmt.Sprintf("%s reports %s %s, not %s", u, h.match(), got, want))
+			behind = append(behind, fmt.Sprintf("%s reports %s %s, not %s", u, h.match(), Bounded(got), want))
 		}
 	}
 	if len(behind) > 0 {
@@ -88,11 +101,7 @@ func (h *HTTP) ask(ctx context.Context, u string) (string, error) {
 		return "", err
 	}
 	req.Header.Set("Accept", "application/json")
-	c := h.Client
-	if c == nil {
-		c = http.DefaultClient
-	}
-	resp, err := c.Do(req)
+	resp, err := httpclient.Safe(h.Client).Do(req)
 	if err != nil {
 		return "", fmt.Errorf("unreachable (%v)", unwrapURLError(err))
 	}
@@ -124,6 +133,31 @@ func (h *HTTP) ask(ctx context.Context, u string) (string, error) {
 		return "", err
 	}
 	return v, nil
+}
+
+// MaxReported bounds how much of what a client reports goes into the
+// check's detail (and so into the journal, logs and Slack): a version or
+// a fingerprint is short, anything longer is not one.
+const MaxReported = 64
+
+// Bounded returns what a client reported, fit for the journal: at most
+// MaxReported bytes of valid UTF-8, control characters shown as "?", and
+// how much there was when it was cut.
+func Bounded(got string) string {
+	clean := strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, got)
+	if len(clean) <= MaxReported {
+		return clean
+	}
+	cut := MaxReported
+	for cut > 0 && !utf8.RuneStart(clean[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes in all)", clean[:cut], len(got))
 }
 
 // unwrapURLError drops the "Get <url>:" that *url.Error puts before the

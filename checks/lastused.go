@@ -14,9 +14,19 @@ import (
 type LastUsed struct {
 	Reporter  rotation.LastUsedReporter
 	UnusedFor time.Duration
+	// Interval is how often the provider is asked again while the key is
+	// in use (0: the engine's default). The check is asked again sooner
+	// when the key, unused since, would pass before then.
+	Interval time.Duration
 }
 
-var _ rotation.Check = (*LastUsed)(nil)
+var (
+	_ rotation.Check  = (*LastUsed)(nil)
+	_ rotation.Poller = (*LastUsed)(nil)
+)
+
+// PollInterval implements rotation.Poller.
+func (l *LastUsed) PollInterval() time.Duration { return l.Interval }
 
 // Name implements rotation.Check.
 func (l *LastUsed) Name() string { return "old key unused for " + l.UnusedFor.String() }
@@ -45,6 +55,11 @@ func (l *LastUsed) Check(ctx context.Context, req rotation.CheckRequest) (rotati
 	if !now.Before(ready) {
 		return rotation.CheckResult{Passed: true}, nil
 	}
-	return rotation.CheckResult{Detail: fmt.Sprintf("%s was last used at %s; waiting until %s",
-		req.Old, resp.LastUsed.UTC().Format(time.RFC3339), ready.UTC().Format(time.RFC3339))}, nil
+	res := rotation.CheckResult{Detail: fmt.Sprintf("%s was last used at %s; waiting until %s",
+		req.Old, resp.LastUsed.UTC().Format(time.RFC3339), ready.UTC().Format(time.RFC3339))}
+	if l.Interval > 0 && ready.Before(now.Add(l.Interval)) {
+		// Unused until then, it passes at ready: look exactly then.
+		res.RecheckAt = ready
+	}
+	return res, nil
 }

@@ -67,6 +67,8 @@ func newObject(apiVersion, kind string) (any, error) {
 		return &esoSecretStore{}, nil
 	case "external-secrets.io/v1/ExternalSecret":
 		return &esoExternalSecret{}, nil
+	case "monitoring.coreos.com/v1/PrometheusRule":
+		return &prometheusRule{}, nil
 	}
 	return nil, fmt.Errorf("no API type known for apiVersion %q kind %q", apiVersion, kind)
 }

@@ -9,13 +9,16 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/hcl"
 	"github.com/hashicorp/hcl/hcl/ast"
 	"github.com/hashicorp/hcl/hcl/token"
+	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rotator/rotator/internal/vaulttest"
+	"github.com/rotator/rotator/appsecret"
+	"github.com/rotator/rotator/internal/vaultdev"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
 	"github.com/rotator/rotator/stores/storetest"
@@ -117,21 +120,23 @@ func TestVaultPolicyMatchesStore(t *testing.T) {
 		_, self := selfPaths[p]
 		require.True(t, self || matched[p], "rotator.hcl grants %s, which stores/vault does not use", p)
 	}
-	// The data and metadata rules cover the same subtree.
+	// The data, metadata and delete rules cover the same subtree.
 	var subtrees []string
 	for p := range matched {
 		_, rest, _ := strings.Cut(strings.TrimPrefix(p, "secret/"), "/")
 		subtrees = append(subtrees, rest)
 	}
-	require.Len(t, subtrees, 2)
+	require.Len(t, subtrees, 3)
 	require.Equal(t, subtrees[0], subtrees[1])
+	require.Equal(t, subtrees[0], subtrees[2])
 }
 
-// The policy is enough: the store's whole conformance suite passes with a
-// token that has rotator.hcl and nothing else (the test server's default
-// policy is emptied), on paths under the policy's prefix. And it is not
-// wider than it says: a path outside the prefix is refused.
-func TestVaultPolicyIsSufficient_TestServer(t *testing.T) {
+// The policy is enough: the store's whole conformance suite passes on a
+// real Vault with a token that holds rotator.hcl and nothing else (not
+// even the default policy), on paths under the policy's prefix. And it is
+// not wider than it says: a path outside the prefix is refused.
+func TestVaultPolicyIsSufficient(t *testing.T) {
+	t.Parallel()
 	rules := parseVaultPolicy(t, filepath.Join("vault", "rotator.hcl"))
 	prefix := ""
 	for p := range rules {
@@ -141,14 +146,11 @@ func TestVaultPolicyIsSufficient_TestServer(t *testing.T) {
 	}
 	require.NotEmpty(t, prefix)
 
-	srv := vaulttest.New(t)
-	srv.SetPolicy("default", map[string][]string{})
-	srv.SetPolicy("rotator", rules)
-	tok := srv.CreateToken(vaulttest.TokenOptions{Policies: []string{"rotator"}, Renewable: true})
-	tokFile := filepath.Join(t.TempDir(), "token")
-	require.NoError(t, os.WriteFile(tokFile, []byte(tok), 0o600))
-	spec := &policy.VaultSpec{Address: srv.Addr, Mount: "secret"}
-	spec.Auth.Token = &policy.VaultTokenAuth{Token: policy.Ref{File: tokFile}}
+	v := vaultdev.New(t, vaultdev.Options{})
+	writeVaultPolicy(t, v, "rotator", filepath.Join("vault", "rotator.hcl"))
+	tok := v.CreateToken(t, vaultdev.TokenOptions{Policies: []string{"rotator"}, NoDefaultPolicy: true, TTL: time.Hour, Renewable: true})
+	spec := &policy.VaultSpec{Address: v.Addr, Mount: "secret"}
+	spec.Auth.Token = &policy.VaultTokenAuth{Token: policy.Ref{File: writeTokenFile(t, tok)}}
 	require.NoError(t, vault.Validate(spec))
 
 	newStore := func(t *testing.T) *vault.Store {
@@ -168,6 +170,95 @@ func TestVaultPolicyIsSufficient_TestServer(t *testing.T) {
 		err := s.Publish(context.Background(), rotation.PublishRequest{Path: "elsewhere/db", Version: storetest.Version(t, 1, storetest.RunID())})
 		require.ErrorIs(t, err, vault.ErrPermissionDenied)
 	})
+}
+
+// app-reader.hcl lets an application read what rotator publishes for it,
+// the current and the previous version (through appsecret, as the
+// application does), and nothing more: no write, no other path.
+func TestVaultAppReaderPolicy(t *testing.T) {
+	t.Parallel()
+	rules := parseVaultPolicy(t, filepath.Join("vault", "app-reader.hcl"))
+	appPath := ""
+	for p := range rules {
+		if rest, ok := strings.CutPrefix(p, "secret/data/"); ok {
+			appPath = rest
+		}
+	}
+	require.NotEmpty(t, appPath, "app-reader.hcl reads one secret under secret/data/")
+
+	v := vaultdev.New(t, vaultdev.Options{})
+	writeVaultPolicy(t, v, "app-reader", filepath.Join("vault", "app-reader.hcl"))
+	writeVaultPolicy(t, v, "rotator", filepath.Join("vault", "rotator.hcl"))
+
+	// rotator publishes two versions, with its own policy.
+	rotTok := v.CreateToken(t, vaultdev.TokenOptions{Policies: []string{"rotator"}, NoDefaultPolicy: true, TTL: time.Hour, Renewable: true})
+	spec := &policy.VaultSpec{Address: v.Addr, Mount: "secret"}
+	spec.Auth.Token = &policy.VaultTokenAuth{Token: policy.Ref{File: writeTokenFile(t, rotTok)}}
+	s, err := vault.New(context.Background(), vault.Config{Spec: spec})
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	v1, v2 := storetest.Version(t, 1, storetest.RunID()), storetest.Version(t, 2, storetest.RunID())
+	for _, ver := range []rotation.Version{v1, v2} {
+		require.NoError(t, s.Publish(context.Background(), rotation.PublishRequest{Path: appPath, Version: ver}))
+	}
+
+	appTok := v.CreateToken(t, vaultdev.TokenOptions{Policies: []string{"app-reader"}, TTL: time.Hour})
+	app, err := vaultapi.NewClient(&vaultapi.Config{Address: v.Addr})
+	require.NoError(t, err)
+	app.SetToken(appTok)
+
+	mount, path, _ := strings.Cut("secret/"+appPath, "/")
+	// A third version from a run that failed, put back (Discard): the
+	// app's previous is v1 again, not the discarded version.
+	v3 := storetest.Version(t, 3, storetest.RunID())
+	require.NoError(t, s.Publish(context.Background(), rotation.PublishRequest{Path: appPath, Version: v3}))
+	require.NoError(t, s.Rollback(context.Background(), rotation.RollbackRequest{Path: appPath, RunID: v3.RunID, Discard: true}))
+
+	sec, err := appsecret.Open(context.Background(), appsecret.Options{
+		Name: "db", VaultMount: mount, VaultPath: path, Vault: app,
+		Getenv: func(string) string { return "" },
+	})
+	require.NoError(t, err)
+	cur := sec.Current()
+	prev, ok := sec.Previous()
+	require.True(t, ok, "the app finds a previous version")
+	require.Equal(t, appsecret.SourceVault, cur.Source)
+	require.Equal(t, v2.Credential.Secret.Fingerprint(), cur.Fingerprint, "the app reads the current version")
+	require.Equal(t, appsecret.SourceVault, prev.Source, "the app reads the previous version")
+	require.Equal(t, v1.Credential.Secret.Fingerprint(), prev.Fingerprint, "the app's previous is the last really-current version, not the discarded one")
+
+	// Read only.
+	_, err = app.KVv2(mount).Put(context.Background(), path, map[string]any{"password": "x"})
+	requireDenied(t, err)
+	_, err = app.Logical().Write(mount+"/metadata/"+path, map[string]any{"custom_metadata": map[string]any{"a": "b"}})
+	requireDenied(t, err)
+	requireDenied(t, app.KVv2(mount).Delete(context.Background(), path))
+	// Its own secret only.
+	_, err = app.KVv2(mount).Get(context.Background(), "apps/other/app")
+	requireDenied(t, err)
+}
+
+func requireDenied(t *testing.T, err error) {
+	t.Helper()
+	var re *vaultapi.ResponseError
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, 403, re.StatusCode, "%v", err)
+}
+
+// writeVaultPolicy writes the HCL file as it is, as `vault policy write`
+// does.
+func writeVaultPolicy(t *testing.T, v *vaultdev.Server, name, file string) {
+	t.Helper()
+	src, err := os.ReadFile(file)
+	require.NoError(t, err)
+	v.WritePolicy(t, name, string(src))
+}
+
+func writeTokenFile(t *testing.T, tok string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(f, []byte(tok), 0o600))
+	return f
 }
 
 // deploy/aws/rotator-iam-policy.json allows exactly the Secrets Manager

@@ -218,6 +218,14 @@ secrets:
 		require.Error(t, canLogin(pgtest.UserDSN(superApp, prevUser, prevPW)), "rotation %d: the old credential is retired", i)
 		// The new login role works on the application's data.
 		exec1(t, pgtest.UserDSN(superApp, user, pw), "INSERT INTO orders VALUES ($1)", i+1)
+		// The actions ran fenced (the marker is the role's comment): the
+		// grants are enough for the fence's DO block and COMMENT ON ROLE.
+		var marker string
+		super, err := pgx.Connect(ctx, superApp)
+		require.NoError(t, err)
+		defer super.Close(ctx)
+		require.NoError(t, super.QueryRow(ctx, "SELECT coalesce(shobj_description(oid, 'pg_authid'), '') FROM pg_roles WHERE rolname = $1", user).Scan(&marker))
+		require.Regexp(t, `^rotator:[0-9]+:[0-9a-f-]+:retire$`, marker, "rotation %d: the fence's marker on %s", i, user)
 		prevUser, prevPW = user, pw
 	}
 	code, out := run(t, dir, env, "status")

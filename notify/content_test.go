@@ -12,6 +12,7 @@ import (
 
 	"github.com/rotator/rotator/internal/secret"
 	"github.com/rotator/rotator/policy"
+	"github.com/rotator/rotator/state"
 )
 
 var (
@@ -19,13 +20,13 @@ var (
 	testNext = time.Date(2026, 11, 23, 10, 15, 0, 0, time.UTC)
 )
 
-func fullEvent(kind string) Event {
+func fullEvent(kind Kind) Event {
 	return Event{
 		Kind:        kind,
 		SecretID:    "db/postgres",
 		Class:       "database",
 		RunID:       "run-0001",
-		Step:        "publish",
+		Step:        state.StepPublish,
 		Error:       `vault: write secret/data/db/postgres: permission denied <403> & "retry"`,
 		Attempt:     3,
 		MaxAttempts: 5,
@@ -65,7 +66,7 @@ func blockTexts(t *testing.T, b slack.Blocks) (header string, fields, sections, 
 }
 
 // checkSlackBlocks asserts the content every failure-style message has.
-func checkSlackBlocks(t *testing.T, kind, title string, b slack.Blocks) {
+func checkSlackBlocks(t *testing.T, kind Kind, title string, b slack.Blocks) {
 	t.Helper()
 	header, fields, sections, ctx, types := blockTexts(t, b)
 	require.Equal(t, []string{"header", "section", "section", "section", "context"}, types)
@@ -74,14 +75,14 @@ func checkSlackBlocks(t *testing.T, kind, title string, b slack.Blocks) {
 	all := strings.Join(fields, "\n")
 	require.Contains(t, all, "*Secret*\n`db/postgres`")
 	require.Contains(t, all, "*Class*\ndatabase")
-	if kind == policy.EventRotationFailed || kind == policy.EventRollback || kind == policy.EventQuarantined {
+	if kind == KindRotationFailed || kind == KindRollback || kind == KindQuarantined {
 		require.Contains(t, all, "*Failed step*\npublish")
 	} else {
 		require.Contains(t, all, "*Step*\npublish")
 	}
 	require.Contains(t, all, "*Attempt*\n3 of 5")
 	label := "*Next try*"
-	if kind == policy.EventUpcoming {
+	if kind == KindUpcoming {
 		label = "*Scheduled*"
 	}
 	require.Contains(t, all, label+"\n<!date^"+"1795428900"+"^")
@@ -100,23 +101,23 @@ func TestMessageContentPerKind(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, int64(1795428900), testNext.Unix())
 	cases := []struct {
-		kind  string
+		kind  Kind
 		title string
 	}{
-		{policy.EventRotationFailed, "Rotation failed"},
-		{policy.EventRollback, "Rolled back"},
-		{policy.EventQuarantined, "Quarantined"},
-		{policy.EventOverdue, "Rotation overdue"},
-		{policy.EventUpcoming, "Rotation scheduled"},
-		{policy.EventRotationSucceeded, "Rotated"},
+		{KindRotationFailed, "Rotation failed"},
+		{KindRollback, "Rolled back"},
+		{KindQuarantined, "Quarantined"},
+		{KindOverdue, "Rotation overdue"},
+		{KindUpcoming, "Rotation scheduled"},
+		{KindRotationSucceeded, "Rotated"},
 	}
 	for _, tc := range cases {
-		t.Run(tc.kind, func(t *testing.T) {
+		t.Run(string(tc.kind), func(t *testing.T) {
 			t.Parallel()
 			srv := newSlackServer(t)
 			rcv := newReceiver(t, 200)
 			rec := newRecorder()
-			all := []string{tc.kind}
+			all := []string{string(tc.kind)}
 			bot, err := NewSlackBot(secret.New("xoxb-test"), "C0DEFAULT", srv.GetAPIURL(),
 				SlackOptions{Name: "slack-bot", Events: all, HTTPClient: rec.client()})
 			require.NoError(t, err)
@@ -156,7 +157,7 @@ func TestMessageContentPerKind(t *testing.T) {
 			require.Equal(t, "db/postgres", p.SecretID)
 			require.Equal(t, "database", p.Class)
 			require.Equal(t, "run-0001", p.RunID)
-			require.Equal(t, "publish", p.Step)
+			require.Equal(t, state.StepPublish, p.Step)
 			require.Equal(t, fullEvent(tc.kind).Error, p.Error)
 			require.Equal(t, 3, p.Attempt)
 			require.Equal(t, 5, p.MaxAttempts)
@@ -165,7 +166,7 @@ func TestMessageContentPerKind(t *testing.T) {
 			require.Equal(t, fullEvent(tc.kind).Commands, p.Commands)
 			require.True(t, testAt.Equal(p.At))
 			require.Equal(t, fullEvent(tc.kind).Detail, p.Detail)
-			require.Equal(t, tc.kind, rcv.received()[0].Header.Get(HeaderEvent))
+			require.Equal(t, string(tc.kind), rcv.received()[0].Header.Get(HeaderEvent))
 			require.Equal(t, p.ID, rcv.received()[0].Header.Get(HeaderDelivery))
 		})
 	}
@@ -173,7 +174,7 @@ func TestMessageContentPerKind(t *testing.T) {
 
 func TestWebhookPayloadOmitsEmptyFields(t *testing.T) {
 	t.Parallel()
-	b, err := json.Marshal(newPayload(Event{Kind: policy.EventOverdue, SecretID: "api/x", At: testAt}))
+	b, err := json.Marshal(newPayload(Event{Kind: KindOverdue, SecretID: "api/x", At: testAt}))
 	require.NoError(t, err)
 	var m map[string]any
 	require.NoError(t, json.Unmarshal(b, &m))
@@ -186,7 +187,7 @@ func TestWebhookPayloadOmitsEmptyFields(t *testing.T) {
 
 func TestSlackMessageLimits(t *testing.T) {
 	t.Parallel()
-	e := fullEvent(policy.EventRotationFailed)
+	e := fullEvent(KindRotationFailed)
 	e.SecretID = strings.Repeat("x", 400)
 	e.Error = strings.Repeat("e```", 2000)
 	for i := range 20 {
@@ -214,14 +215,14 @@ func TestFilterSkipsUnlistedKinds(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	n, err := New(Config{Retry: fastRetry, Registerer: reg}, wh)
 	require.NoError(t, err)
-	n.Notify(Event{Kind: policy.EventUpcoming, SecretID: "a"})
-	n.Notify(Event{Kind: policy.EventRotationSucceeded, SecretID: "a"}) // no episode open
-	n.Notify(Event{Kind: policy.EventOverdue, SecretID: "a"})
+	n.Notify(Event{Kind: KindUpcoming, SecretID: "a"})
+	n.Notify(Event{Kind: KindRotationSucceeded, SecretID: "a"}) // no episode open
+	n.Notify(Event{Kind: KindOverdue, SecretID: "a"})
 	closeNotifier(t, n)
 	ps := rcv.payloads(t)
 	require.Len(t, ps, 1)
-	require.Equal(t, policy.EventOverdue, ps[0].Kind)
-	require.Equal(t, 1.0, counter(t, reg, "ops", policy.EventOverdue, OutcomeSent))
+	require.Equal(t, KindOverdue, ps[0].Kind)
+	require.Equal(t, 1.0, counter(t, reg, "ops", KindOverdue, OutcomeSent))
 }
 
 // A sink that lists rotation_succeeded but not resolved still hears that
@@ -238,9 +239,9 @@ func TestSucceededEndsEpisodeForSinkWithoutResolved(t *testing.T) {
 	n.Notify(succeeded("db/postgres", "run-2"))
 	n.Notify(failed("db/postgres", "run-3", 1))
 	closeNotifier(t, n)
-	var kinds []string
+	var kinds []Kind
 	for _, p := range rcv.payloads(t) {
 		kinds = append(kinds, p.Kind)
 	}
-	require.Equal(t, []string{policy.EventRotationFailed, policy.EventRotationSucceeded, policy.EventRotationFailed}, kinds)
+	require.Equal(t, []Kind{KindRotationFailed, KindRotationSucceeded, KindRotationFailed}, kinds)
 }

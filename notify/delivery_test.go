@@ -30,7 +30,7 @@ func TestWebhookSignature(t *testing.T) {
 	require.NoError(t, err)
 	n, err := New(Config{Retry: fastRetry}, wh)
 	require.NoError(t, err)
-	n.Notify(fullEvent(policy.EventRotationFailed))
+	n.Notify(fullEvent(KindRotationFailed))
 	closeNotifier(t, n)
 
 	got := rcv.received()
@@ -79,10 +79,10 @@ func TestWebhookStatusHandling(t *testing.T) {
 			var logs syncBuffer
 			n, err := New(Config{Retry: fastRetry, Registerer: reg, Logger: jsonLogger(&logs)}, wh)
 			require.NoError(t, err)
-			n.Notify(fullEvent(policy.EventQuarantined))
+			n.Notify(fullEvent(KindQuarantined))
 			closeNotifier(t, n)
 			require.Len(t, rcv.received(), tc.tries)
-			require.Equal(t, 1.0, counter(t, reg, "ops", policy.EventQuarantined, OutcomeFailed))
+			require.Equal(t, 1.0, counter(t, reg, "ops", KindQuarantined, OutcomeFailed))
 			var failure map[string]any
 			for _, l := range logLines(t, &logs) {
 				if l["msg"] == "notification failed" {
@@ -151,20 +151,20 @@ func TestNotifyDoesNotWaitForSlowSink(t *testing.T) {
 	// While the slow server still hangs, Slack gets everything that was
 	// not dropped.
 	slackDone := func() bool {
-		return counter(t, reg, "slack", policy.EventRotationFailed, OutcomeSent)+
-			counter(t, reg, "slack", policy.EventRotationFailed, OutcomeDropped) == 10
+		return counter(t, reg, "slack", KindRotationFailed, OutcomeSent)+
+			counter(t, reg, "slack", KindRotationFailed, OutcomeDropped) == 10
 	}
 	require.Eventually(t, slackDone, 30*time.Second, 5*time.Millisecond)
-	require.GreaterOrEqual(t, counter(t, reg, "slack", policy.EventRotationFailed, OutcomeSent), 1.0)
-	require.Len(t, rec.postMessages(), int(counter(t, reg, "slack", policy.EventRotationFailed, OutcomeSent)))
+	require.GreaterOrEqual(t, counter(t, reg, "slack", KindRotationFailed, OutcomeSent), 1.0)
+	require.Len(t, rec.postMessages(), int(counter(t, reg, "slack", KindRotationFailed, OutcomeSent)))
 
 	releaseOnce.Do(func() { close(release) })
 	closeNotifier(t, n)
 
 	// The slow sink's worker held one event and its queue two; the rest
 	// were dropped, and what it tried failed (503 after two tries).
-	failedN := counter(t, reg, "slow", policy.EventRotationFailed, OutcomeFailed)
-	dropped := counter(t, reg, "slow", policy.EventRotationFailed, OutcomeDropped)
+	failedN := counter(t, reg, "slow", KindRotationFailed, OutcomeFailed)
+	dropped := counter(t, reg, "slow", KindRotationFailed, OutcomeDropped)
 	require.Equal(t, 10.0, failedN+dropped)
 	require.GreaterOrEqual(t, dropped, 7.0)
 	require.GreaterOrEqual(t, failedN, 2.0)
@@ -189,11 +189,11 @@ func TestUnreachableSinksFailCountedAndScrubbed(t *testing.T) {
 	var logs syncBuffer
 	n, err := New(Config{Retry: fastRetry, Registerer: reg, Logger: jsonLogger(&logs)}, hook, bot, wh)
 	require.NoError(t, err)
-	n.Notify(fullEvent(policy.EventRotationFailed))
+	n.Notify(fullEvent(KindRotationFailed))
 	closeNotifier(t, n)
 
 	for _, sink := range []string{"slack-hook", "slack-bot", "ops"} {
-		require.Equal(t, 1.0, counter(t, reg, sink, policy.EventRotationFailed, OutcomeFailed), sink)
+		require.Equal(t, 1.0, counter(t, reg, sink, KindRotationFailed, OutcomeFailed), sink)
 	}
 	var failures int
 	for _, l := range logLines(t, &logs) {
@@ -234,11 +234,11 @@ func TestCloseDeadline(t *testing.T) {
 	err = n.Close(ctx)
 	require.ErrorIs(t, err, context.Canceled)
 	require.Contains(t, err.Error(), "2 notifications not delivered")
-	require.Equal(t, 1.0, counter(t, reg, "hang", policy.EventRotationFailed, OutcomeDropped))
+	require.Equal(t, 1.0, counter(t, reg, "hang", KindRotationFailed, OutcomeDropped))
 	require.NoError(t, n.Close(context.Background()), "a second Close is a no-op")
 
 	n.Notify(failed("c", "r", 1)) // after Close: dropped, not a panic
-	require.Equal(t, 2.0, counter(t, reg, "hang", policy.EventRotationFailed, OutcomeDropped))
+	require.Equal(t, 2.0, counter(t, reg, "hang", KindRotationFailed, OutcomeDropped))
 }
 
 func TestTestReportsEverySink(t *testing.T) {

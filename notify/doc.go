@@ -22,18 +22,21 @@
 //
 // # Events and filters
 //
-// An Event's Kind is one of the policy.Event* names. Each sink sends only
+// Event is the module's one event type: the engine emits it (rotation's
+// Engine.Events), the daemon's announcer emits overdue and upcoming, and the
+// Notifier delivers it. Its Kind is a Kind (KindRotationFailed, ...), typed
+// from the policy.Event* names policies.yaml may list. Each sink sends only
 // the kinds its policy lists; the default is rotation_failed, rollback,
-// quarantined, overdue and resolved. A Slack message is Block Kit: a header,
-// fields (secret, class, failed step, attempt n of m, next try, run), the
-// error in a code block, the detail, and a context block with the exact
-// commands to retry or roll back. A webhook receives WebhookPayload as JSON.
+// quarantined, overdue, credential_broken and resolved. A Slack message is
+// Block Kit: a header, fields (secret, class, failed step, attempt n of m,
+// next try, run), the error in a code block, the detail, and a context
+// block with the exact commands to retry or roll back. A webhook receives WebhookPayload as JSON.
 //
 // # Failure episodes
 //
 // Per secret and per sink, an alert kind (rotation_failed, rollback,
-// quarantined, overdue) opens a failure episode when the alert is
-// delivered. While the episode is open a repeat of a kind already posted is
+// quarantined, overdue, credential_broken) opens a failure episode when the
+// alert is delivered. While the episode is open a repeat of a kind already posted is
 // suppressed (counted with outcome "suppressed"); a new kind, such as a
 // rollback after failures, is posted. The next rotation_succeeded (or
 // resolved) for the secret ends the episode and posts one short "resolved"

@@ -21,7 +21,7 @@ type Episode struct {
 	OpenedAt time.Time
 	// Kinds are the alert kinds posted in the episode (rotation_failed,
 	// then perhaps rollback...). A repeat of one of them is suppressed.
-	Kinds []string
+	Kinds []Kind
 	// Alert is the receipt of the first alert: the resolved message
 	// threads under it in Slack bot mode.
 	Alert Receipt

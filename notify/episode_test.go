@@ -10,17 +10,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rotator/rotator/internal/secret"
-	"github.com/rotator/rotator/policy"
 )
 
 func failed(secretID, runID string, attempt int) Event {
-	e := fullEvent(policy.EventRotationFailed)
+	e := fullEvent(KindRotationFailed)
 	e.SecretID, e.RunID, e.Attempt = secretID, runID, attempt
 	return e
 }
 
 func succeeded(secretID, runID string) Event {
-	return Event{Kind: policy.EventRotationSucceeded, SecretID: secretID, Class: "database", RunID: runID, Channel: "C0DBTEAM"}
+	return Event{Kind: KindRotationSucceeded, SecretID: secretID, Class: "database", RunID: runID, Channel: "C0DBTEAM"}
 }
 
 func TestEpisodeSlackBotPostsOnceAndThreadsResolved(t *testing.T) {
@@ -60,10 +59,10 @@ func TestEpisodeSlackBotPostsOnceAndThreadsResolved(t *testing.T) {
 	again, _ := postedBlocks(t, posts[2])
 	require.Empty(t, again.Get("thread_ts"))
 
-	require.Equal(t, 2.0, counter(t, reg, "slack", policy.EventRotationFailed, OutcomeSent))
-	require.Equal(t, 2.0, counter(t, reg, "slack", policy.EventRotationFailed, OutcomeSuppressed))
-	require.Equal(t, 1.0, counter(t, reg, "slack", policy.EventResolved, OutcomeSent))
-	require.Equal(t, 0.0, counter(t, reg, "slack", policy.EventRotationSucceeded, OutcomeSent))
+	require.Equal(t, 2.0, counter(t, reg, "slack", KindRotationFailed, OutcomeSent))
+	require.Equal(t, 2.0, counter(t, reg, "slack", KindRotationFailed, OutcomeSuppressed))
+	require.Equal(t, 1.0, counter(t, reg, "slack", KindResolved, OutcomeSent))
+	require.Equal(t, 0.0, counter(t, reg, "slack", KindRotationSucceeded, OutcomeSent))
 }
 
 func TestEpisodeWebhookModesPostResolvedPlain(t *testing.T) {
@@ -80,7 +79,7 @@ func TestEpisodeWebhookModesPostResolvedPlain(t *testing.T) {
 	n.Notify(failed("db/postgres", "run-1", 1))
 	n.Notify(failed("api/key", "run-9", 1)) // another secret: its own episode
 	n.Notify(failed("db/postgres", "run-1", 2))
-	rb := fullEvent(policy.EventRollback) // a new kind in the open episode is posted
+	rb := fullEvent(KindRollback) // a new kind in the open episode is posted
 	n.Notify(rb)
 	n.Notify(rb) // ...once
 	n.Notify(succeeded("db/postgres", "run-2"))
@@ -101,7 +100,7 @@ func TestEpisodeWebhookModesPostResolvedPlain(t *testing.T) {
 
 	var kinds []string
 	for _, p := range rcv.payloads(t) {
-		kinds = append(kinds, p.Kind+" "+p.SecretID)
+		kinds = append(kinds, string(p.Kind)+" "+p.SecretID)
 	}
 	require.Equal(t, []string{
 		"rotation_failed db/postgres", "rotation_failed api/key", "rollback db/postgres", "resolved db/postgres",
@@ -137,5 +136,5 @@ func TestEpisodeNotOpenedWhenAlertFails(t *testing.T) {
 	ep, open, err := eps.Lookup(context.Background(), EpisodeKey{SecretID: "db/postgres", Sink: "flaky"})
 	require.NoError(t, err)
 	require.True(t, open)
-	require.Equal(t, []string{policy.EventRotationFailed}, ep.Kinds)
+	require.Equal(t, []Kind{KindRotationFailed}, ep.Kinds)
 }

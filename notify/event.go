@@ -8,50 +8,59 @@ import (
 	"time"
 
 	"github.com/rotator/rotator/policy"
+	"github.com/rotator/rotator/state"
 )
 
-// KindTest is the kind of the message `rotator notify test` sends. Sinks
-// always deliver it, whatever their event filter.
-const KindTest = "test"
+// Kind names what an event is about. The names are policy's (the
+// policy.Event* names policies.yaml may list under notify events); this
+// type is the only one that carries them in code.
+type Kind string
+
+// Event kinds.
+const (
+	KindRotationFailed    Kind = policy.EventRotationFailed
+	KindRollback          Kind = policy.EventRollback
+	KindQuarantined       Kind = policy.EventQuarantined
+	KindOverdue           Kind = policy.EventOverdue
+	KindRotationSucceeded Kind = policy.EventRotationSucceeded
+	KindUpcoming          Kind = policy.EventUpcoming
+	KindResolved          Kind = policy.EventResolved
+	// KindCredentialBroken: a published credential does not work (rotator
+	// check, scheduled in the daemon).
+	KindCredentialBroken Kind = policy.EventCredentialBroken
+	// KindDrift: the state database and the stores disagree.
+	KindDrift Kind = policy.EventDrift
+	// KindNeedsAttention: a failed run's compensation is incomplete.
+	KindNeedsAttention Kind = policy.EventNeedsAttention
+	// KindTest is the kind of the message `rotator notify test` sends.
+	// Sinks always deliver it, whatever their event filter.
+	KindTest Kind = "test"
+)
 
 // DefaultEvents are the kinds a sink sends when its policy names none.
-var DefaultEvents = []string{
-	policy.EventRotationFailed,
-	policy.EventRollback,
-	policy.EventQuarantined,
-	policy.EventOverdue,
-	policy.EventResolved,
-}
+var DefaultEvents = []Kind{KindRotationFailed, KindRollback, KindQuarantined, KindOverdue, KindCredentialBroken,
+	KindDrift, KindNeedsAttention, KindResolved}
 
 // knownKinds are the event kinds policies.yaml may name.
-var knownKinds = []string{
-	policy.EventRotationFailed,
-	policy.EventRollback,
-	policy.EventQuarantined,
-	policy.EventOverdue,
-	policy.EventRotationSucceeded,
-	policy.EventUpcoming,
-	policy.EventResolved,
-}
+var knownKinds = []Kind{KindRotationFailed, KindRollback, KindQuarantined, KindOverdue,
+	KindRotationSucceeded, KindUpcoming, KindResolved, KindCredentialBroken, KindDrift, KindNeedsAttention}
 
 // alertKinds open (or extend) a failure episode; the next
 // rotation_succeeded for the secret resolves it.
-var alertKinds = []string{
-	policy.EventRotationFailed,
-	policy.EventRollback,
-	policy.EventQuarantined,
-	policy.EventOverdue,
-}
+var alertKinds = []Kind{KindRotationFailed, KindRollback, KindQuarantined, KindOverdue, KindCredentialBroken,
+	KindDrift, KindNeedsAttention}
 
-func isAlert(kind string) bool { return slices.Contains(alertKinds, kind) }
+func isAlert(kind Kind) bool { return slices.Contains(alertKinds, kind) }
 
-// Event is something a person should hear about. Only Kind and SecretID are
+// Event is something a person should hear about: the engine emits it (it
+// is the engine's event type too), the daemon's announcer emits overdue
+// and upcoming, and the Notifier delivers it. Only Kind and SecretID are
 // required. No field may hold secret material: the engine redacts Error and
 // Detail, and the Notifier redacts every free-text field again (see
 // Redactor) before the event is queued.
 type Event struct {
-	// Kind is one of the policy.Event* names (or KindTest).
-	Kind string
+	// Kind is what happened.
+	Kind Kind
 	// SecretID is the managed secret (db/postgres).
 	SecretID string
 	// Class is the secret's class (database).
@@ -60,7 +69,7 @@ type Event struct {
 	RunID string
 	// Step is the step that failed (generate, publish, verify, retire,
 	// monitor).
-	Step string
+	Step state.Step
 	// Error is what went wrong, already redacted by the engine.
 	Error string
 	// Attempt is the try that failed (1-based); MaxAttempts the number of
@@ -129,19 +138,23 @@ type Sink interface {
 	// unique within a Notifier and never secret.
 	Name() string
 	// Accepts reports whether the sink sends events of this kind.
-	Accepts(kind string) bool
+	Accepts(kind Kind) bool
 	// Send delivers one message. An error wrapped with Permanent stops
 	// the retries (bad token, unknown channel, HTTP 4xx).
 	Send(ctx context.Context, req SendRequest) (Receipt, error)
 }
 
-// permanentError marks an error that retrying will not fix.
+// permanentError marks an error that retrying will not fix. It is the one
+// marker of the module: rotation.Permanent is this one too, so a store, a
+// rotator and a sink mark errors alike and both retry loops (the engine's
+// and the Notifier's) honour them.
 type permanentError struct{ err error }
 
 func (e permanentError) Error() string { return e.err.Error() }
 func (e permanentError) Unwrap() error { return e.err }
 
-// Permanent wraps err so the Notifier does not retry the send.
+// Permanent wraps err so the Notifier does not retry the send (and the
+// engine does not retry the action).
 // Permanent(nil) is nil.
 func Permanent(err error) error {
 	if err == nil {
@@ -158,21 +171,23 @@ func IsPermanent(err error) bool {
 }
 
 // eventFilter is the set of kinds a sink sends.
-type eventFilter []string
+type eventFilter []Kind
 
 // newEventFilter validates kinds; nil or empty means DefaultEvents.
 func newEventFilter(kinds []string) (eventFilter, error) {
 	if len(kinds) == 0 {
 		return eventFilter(slices.Clone(DefaultEvents)), nil
 	}
+	f := make(eventFilter, 0, len(kinds))
 	for _, k := range kinds {
-		if !slices.Contains(knownKinds, k) {
+		if !slices.Contains(knownKinds, Kind(k)) {
 			return nil, fmt.Errorf("unknown event %q (expected one of %v)", k, knownKinds)
 		}
+		f = append(f, Kind(k))
 	}
-	return eventFilter(slices.Clone(kinds)), nil
+	return f, nil
 }
 
-func (f eventFilter) accepts(kind string) bool {
+func (f eventFilter) accepts(kind Kind) bool {
 	return kind == KindTest || slices.Contains(f, kind)
 }

@@ -123,7 +123,7 @@ func logLines(t *testing.T, buf *syncBuffer) []map[string]any {
 }
 
 // counter reads rotator_notifications_total for the labels.
-func counter(t *testing.T, reg *prometheus.Registry, sink, kind, outcome string) float64 {
+func counter(t *testing.T, reg *prometheus.Registry, sink string, kind Kind, outcome string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
@@ -136,7 +136,7 @@ func counter(t *testing.T, reg *prometheus.Registry, sink, kind, outcome string)
 			for _, lp := range m.GetLabel() {
 				l[lp.GetName()] = lp.GetValue()
 			}
-			if l["sink"] == sink && l["kind"] == kind && l["outcome"] == outcome {
+			if l["sink"] == sink && l["kind"] == string(kind) && l["outcome"] == outcome {
 				return m.GetCounter().GetValue()
 			}
 		}
@@ -288,8 +288,8 @@ type funcSink struct {
 	n    int
 }
 
-func (f *funcSink) Name() string        { return f.name }
-func (f *funcSink) Accepts(string) bool { return true }
+func (f *funcSink) Name() string      { return f.name }
+func (f *funcSink) Accepts(Kind) bool { return true }
 func (f *funcSink) Send(ctx context.Context, req SendRequest) (Receipt, error) {
 	f.mu.Lock()
 	f.n++

@@ -12,8 +12,6 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/rotator/rotator/policy"
 )
 
 // Outcomes recorded in rotator_notifications_total.
@@ -177,14 +175,14 @@ func registerTotal(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
 }
 
 // kindLabel keeps the kind label to a fixed set.
-func kindLabel(kind string) string {
+func kindLabel(kind Kind) string {
 	if kind == KindTest || slices.Contains(knownKinds, kind) {
-		return kind
+		return string(kind)
 	}
 	return "other"
 }
 
-func (n *Notifier) count(sink, kind, outcome string) {
+func (n *Notifier) count(sink string, kind Kind, outcome string) {
 	n.total.WithLabelValues(sink, kindLabel(kind), outcome).Inc()
 }
 
@@ -300,7 +298,7 @@ func (n *Notifier) handle(w *sinkWorker, e Event) {
 			n.log.Error("notification episode save failed", "sink", w.name, "secret_id", e.SecretID, "error", err)
 		}
 
-	case e.Kind == policy.EventRotationSucceeded || e.Kind == policy.EventResolved:
+	case e.Kind == KindRotationSucceeded || e.Kind == KindResolved:
 		ep, open, err := n.episodes.Lookup(ctx, key)
 		if err != nil {
 			n.log.Error("notification episode lookup failed", "sink", w.name, "secret_id", e.SecretID, "error", err)
@@ -310,9 +308,9 @@ func (n *Notifier) handle(w *sinkWorker, e Event) {
 				n.log.Error("notification episode end failed", "sink", w.name, "secret_id", e.SecretID, "error", err)
 			}
 			switch {
-			case w.sink.Accepts(policy.EventResolved):
+			case w.sink.Accepts(KindResolved):
 				n.deliver(ctx, w, SendRequest{Event: resolvedEvent(e, ep), Thread: ep.Alert})
-			case e.Kind == policy.EventRotationSucceeded && w.sink.Accepts(e.Kind):
+			case e.Kind == KindRotationSucceeded && w.sink.Accepts(e.Kind):
 				n.deliver(ctx, w, SendRequest{Event: e, Thread: ep.Alert})
 			}
 			return
@@ -331,7 +329,7 @@ func (n *Notifier) handle(w *sinkWorker, e Event) {
 // resolvedEvent turns the success that ends ep into a resolved message.
 func resolvedEvent(e Event, ep Episode) Event {
 	r := Event{
-		Kind:     policy.EventResolved,
+		Kind:     KindResolved,
 		SecretID: e.SecretID,
 		Class:    e.Class,
 		RunID:    e.RunID,
@@ -368,6 +366,8 @@ func (n *Notifier) deliver(ctx context.Context, w *sinkWorker, req SendRequest) 
 		r, err := w.sink.Send(actx, req)
 		if err != nil {
 			if IsPermanent(err) {
+				// backoff.Retry stops on its own marker and returns
+				// what it wraps: err, still marked ours.
 				return backoff.Permanent(err)
 			}
 			return err

@@ -46,15 +46,15 @@ func TestFromPolicy(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, "slack", bot.Name())
 	require.Equal(t, "C0OPS", bot.channel)
-	require.True(t, bot.Accepts(policy.EventRotationSucceeded))
-	require.False(t, bot.Accepts(policy.EventRollback))
+	require.True(t, bot.Accepts(KindRotationSucceeded))
+	require.False(t, bot.Accepts(KindRollback))
 	require.Equal(t, "ops", sinks[1].Name())
 	for _, k := range DefaultEvents {
 		require.True(t, sinks[1].Accepts(k), k)
 	}
-	require.False(t, sinks[1].Accepts(policy.EventUpcoming))
-	require.True(t, sinks[2].Accepts(policy.EventUpcoming))
-	require.False(t, sinks[2].Accepts(policy.EventRotationFailed))
+	require.False(t, sinks[1].Accepts(KindUpcoming))
+	require.True(t, sinks[2].Accepts(KindUpcoming))
+	require.False(t, sinks[2].Accepts(KindRotationFailed))
 
 	spec.Slack = &policy.SlackSpec{WebhookURL: &policy.Ref{Env: "SLACK_HOOK"}, Pos: pos(10)}
 	sinks, err = FromPolicy(spec, resolver(env), PolicyOptions{})
@@ -97,4 +97,19 @@ func TestFromPolicyErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The kinds notify knows are exactly the event names policies.yaml may
+// list, and the defaults agree.
+func TestKindsArePolicyEvents(t *testing.T) {
+	t.Parallel()
+	var known, defaults []string
+	for _, k := range knownKinds {
+		known = append(known, string(k))
+	}
+	for _, k := range DefaultEvents {
+		defaults = append(defaults, string(k))
+	}
+	require.ElementsMatch(t, policy.AllEvents(), known)
+	require.ElementsMatch(t, policy.DefaultEvents(), defaults)
 }

@@ -70,13 +70,13 @@ func (m multiRedactor) Redact(s string) string {
 }
 
 // redactEvent returns e with every free-text field passed through r and
-// e.Redactor, and e.Redactor dropped.
+// e.Redactor, and e.Redactor dropped. Kind and Step are typed names, not
+// free text.
 func redactEvent(e Event, r Redactor) Event {
 	rr := Redactors(r, e.Redactor)
 	e.Redactor = nil
 	e.Error = rr.Redact(e.Error)
 	e.Detail = rr.Redact(e.Detail)
-	e.Step = rr.Redact(e.Step)
 	if e.Commands != nil {
 		cmds := make([]string, len(e.Commands))
 		for i, c := range e.Commands {

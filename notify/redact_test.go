@@ -62,7 +62,7 @@ func TestGeneratedSecretRedactedFromEveryPayload(t *testing.T) {
 	n, err := New(Config{Retry: fastRetry, Logger: jsonLogger(&logs), Redactor: NewRedactor(secret.New(processWide))}, bot, hook, wh)
 	require.NoError(t, err)
 
-	e := fullEvent(policy.EventRotationFailed)
+	e := fullEvent(KindRotationFailed)
 	e.Error = "FATAL: password authentication failed: password=" + plaintext + " dsn=postgres://app:" + plaintext + "@db"
 	e.Detail = "generated " + plaintext + "; admin token " + processWide
 	e.Commands = []string{"rotator run --secret db/postgres --password " + plaintext}

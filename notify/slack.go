@@ -12,8 +12,8 @@ import (
 
 	"github.com/slack-go/slack"
 
+	"github.com/rotator/rotator/internal/httpclient"
 	"github.com/rotator/rotator/internal/secret"
-	"github.com/rotator/rotator/policy"
 )
 
 // SlackOptions configure both kinds of Slack sink.
@@ -23,7 +23,8 @@ type SlackOptions struct {
 	// Events the sink sends (default DefaultEvents).
 	Events []string
 	// HTTPClient sends the requests (default: a client with no overall
-	// timeout; the Notifier bounds each try).
+	// timeout; the Notifier bounds each try). It follows no redirect that
+	// leaves the origin, whatever its own policy.
 	HTTPClient *http.Client
 }
 
@@ -34,12 +35,10 @@ func (o SlackOptions) name() string {
 	return o.Name
 }
 
-func (o SlackOptions) client() *http.Client {
-	if o.HTTPClient == nil {
-		return &http.Client{}
-	}
-	return o.HTTPClient
-}
+// client is the sink's HTTP client: it follows no redirect that leaves
+// the origin (internal/httpclient), as the requests carry the token or
+// the webhook URL is itself the secret.
+func (o SlackOptions) client() *http.Client { return httpclient.Safe(o.HTTPClient) }
 
 // SlackWebhook posts Block Kit messages to a Slack incoming webhook. The
 // webhook decides the channel; Event.Channel is ignored and nothing is
@@ -77,7 +76,7 @@ func NewSlackWebhook(webhookURL secret.Value, opts SlackOptions) (*SlackWebhook,
 func (s *SlackWebhook) Name() string { return s.name }
 
 // Accepts implements Sink.
-func (s *SlackWebhook) Accepts(kind string) bool { return s.events.accepts(kind) }
+func (s *SlackWebhook) Accepts(kind Kind) bool { return s.events.accepts(kind) }
 
 // Send implements Sink.
 func (s *SlackWebhook) Send(ctx context.Context, req SendRequest) (Receipt, error) {
@@ -147,7 +146,7 @@ func NewSlackBot(token secret.Value, channel, apiURL string, opts SlackOptions) 
 func (s *SlackBot) Name() string { return s.name }
 
 // Accepts implements Sink.
-func (s *SlackBot) Accepts(kind string) bool { return s.events.accepts(kind) }
+func (s *SlackBot) Accepts(kind Kind) bool { return s.events.accepts(kind) }
 
 // Send implements Sink. A message with a Thread goes to the thread's
 // channel as a reply; otherwise to Event.Channel, else the default channel.
@@ -249,10 +248,12 @@ func slackMessage(e Event) (string, []slack.Block) {
 	}
 	field("Secret", code(e.SecretID))
 	field("Class", escape(e.Class))
-	if e.Kind == policy.EventRotationFailed || e.Kind == policy.EventQuarantined || e.Kind == policy.EventRollback {
-		field("Failed step", escape(e.Step))
+	if e.Kind == KindRotationFailed || e.Kind == KindQuarantined || e.Kind == KindRollback {
+		field("Failed step", escape(string(e.Step)))
+	} else if e.Kind == KindCredentialBroken {
+		field("Found by", escape(string(e.Step)))
 	} else {
-		field("Step", escape(e.Step))
+		field("Step", escape(string(e.Step)))
 	}
 	if e.Attempt > 0 {
 		a := fmt.Sprintf("%d", e.Attempt)
@@ -263,7 +264,7 @@ func slackMessage(e Event) (string, []slack.Block) {
 	}
 	if !e.NextAttempt.IsZero() {
 		label := "Next try"
-		if e.Kind == policy.EventUpcoming {
+		if e.Kind == KindUpcoming {
 			label = "Scheduled"
 		}
 		field(label, slackDate(e.NextAttempt))
@@ -311,24 +312,30 @@ func slackMessage(e Event) (string, []slack.Block) {
 
 func slackTitle(e Event) string {
 	switch e.Kind {
-	case policy.EventRotationFailed:
+	case KindRotationFailed:
 		return ":x: Rotation failed: " + e.SecretID
-	case policy.EventRollback:
+	case KindRollback:
 		return ":leftwards_arrow_with_hook: Rolled back: " + e.SecretID
-	case policy.EventQuarantined:
+	case KindQuarantined:
 		return ":no_entry: Quarantined, needs a person: " + e.SecretID
-	case policy.EventOverdue:
+	case KindOverdue:
 		return ":hourglass: Rotation overdue: " + e.SecretID
-	case policy.EventRotationSucceeded:
+	case KindCredentialBroken:
+		return ":rotating_light: Published credential does not work: " + e.SecretID
+	case KindDrift:
+		return ":warning: Drift, nothing touched until a person adopts: " + e.SecretID
+	case KindNeedsAttention:
+		return ":construction: Needs attention, a store could not be put back: " + e.SecretID
+	case KindRotationSucceeded:
 		return ":white_check_mark: Rotated: " + e.SecretID
-	case policy.EventUpcoming:
+	case KindUpcoming:
 		return ":calendar: Rotation scheduled: " + e.SecretID
-	case policy.EventResolved:
+	case KindResolved:
 		return ":white_check_mark: Resolved: " + e.SecretID
 	case KindTest:
 		return ":wave: rotator test notification"
 	}
-	return e.Kind + ": " + e.SecretID
+	return string(e.Kind) + ": " + e.SecretID
 }
 
 // slackDate renders t with Slack's date formatting (shown in the reader's

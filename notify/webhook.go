@@ -16,7 +16,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rotator/rotator/internal/httpclient"
 	"github.com/rotator/rotator/internal/secret"
+	"github.com/rotator/rotator/state"
 )
 
 // Headers of a webhook delivery.
@@ -41,11 +43,11 @@ const PayloadVersion = 1
 type WebhookPayload struct {
 	Version     int        `json:"version"`
 	ID          string     `json:"id"`
-	Kind        string     `json:"kind"`
+	Kind        Kind       `json:"kind"`
 	SecretID    string     `json:"secret_id,omitempty"`
 	Class       string     `json:"class,omitempty"`
 	RunID       string     `json:"run_id,omitempty"`
-	Step        string     `json:"step,omitempty"`
+	Step        state.Step `json:"step,omitempty"`
 	Error       string     `json:"error,omitempty"`
 	Attempt     int        `json:"attempt,omitempty"`
 	MaxAttempts int        `json:"max_attempts,omitempty"`
@@ -76,7 +78,7 @@ func newPayload(e Event) WebhookPayload {
 	}
 	// A stable id from the event's identity: the same on every try.
 	sum := sha256.Sum256([]byte(strings.Join([]string{
-		e.Kind, e.SecretID, e.RunID, e.Step, strconv.Itoa(e.Attempt), e.At.UTC().Format(time.RFC3339Nano),
+		string(e.Kind), e.SecretID, e.RunID, string(e.Step), strconv.Itoa(e.Attempt), e.At.UTC().Format(time.RFC3339Nano),
 	}, "\x00")))
 	p.ID = hex.EncodeToString(sum[:12])
 	return p
@@ -87,7 +89,8 @@ type WebhookOptions struct {
 	// Events the sink sends (default DefaultEvents).
 	Events []string
 	// HTTPClient sends the requests (default: a client with no overall
-	// timeout; the Notifier bounds each try).
+	// timeout; the Notifier bounds each try). It follows no redirect that
+	// leaves the origin, whatever its own policy.
 	HTTPClient *http.Client
 	// Now is the clock for the signature timestamp (default time.Now).
 	Now func() time.Time
@@ -122,10 +125,10 @@ func NewWebhook(name, webhookURL string, hmacKey secret.Value, opts WebhookOptio
 	if err != nil {
 		return nil, fmt.Errorf("webhook %q events: %w", name, err)
 	}
-	w := &Webhook{name: name, url: webhookURL, key: hmacKey, events: ev, client: opts.HTTPClient, now: opts.Now}
-	if w.client == nil {
-		w.client = &http.Client{}
-	}
+	// No redirect leaves the origin (internal/httpclient): a signed
+	// payload may hold resolved secrets' context and goes where it is
+	// configured to, nowhere else.
+	w := &Webhook{name: name, url: webhookURL, key: hmacKey, events: ev, client: httpclient.Safe(opts.HTTPClient), now: opts.Now}
 	if w.now == nil {
 		w.now = time.Now
 	}
@@ -136,7 +139,7 @@ func NewWebhook(name, webhookURL string, hmacKey secret.Value, opts WebhookOptio
 func (w *Webhook) Name() string { return w.name }
 
 // Accepts implements Sink.
-func (w *Webhook) Accepts(kind string) bool { return w.events.accepts(kind) }
+func (w *Webhook) Accepts(kind Kind) bool { return w.events.accepts(kind) }
 
 // Send implements Sink. A 2xx answer is success; 4xx other than 408 and
 // 429 is permanent; anything else is retried.
@@ -156,7 +159,7 @@ func (w *Webhook) Send(ctx context.Context, req SendRequest) (Receipt, error) {
 	hr.Header.Set("User-Agent", "rotator-notify/1")
 	hr.Header.Set(HeaderTimestamp, ts)
 	hr.Header.Set(HeaderSignature, Sign(w.key, ts, body))
-	hr.Header.Set(HeaderEvent, p.Kind)
+	hr.Header.Set(HeaderEvent, string(p.Kind))
 	hr.Header.Set(HeaderDelivery, p.ID)
 	resp, err := w.client.Do(hr)
 	if err != nil {

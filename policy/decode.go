@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // decoder walks a yaml.Node tree into the structs of types.go. It is strict
@@ -26,12 +26,75 @@ type decoder struct {
 	// bad holds the paths that failed to decode, so validation does not
 	// report them a second time as missing.
 	bad map[string]bool
+	// nodes counts the values and mapping entries decoded so far, each use
+	// of an alias counting its whole target again; see MaxNodes.
+	nodes int
+	// budget is how many nodes the file may decode: MaxNodes plus its
+	// size (see Budget). over is set once nodes passed it: decoding
+	// stops, and the one error saying so is the loader's answer.
+	budget int
+	over   *Error
+	// alias is the outermost alias being expanded, and aliasPath the field
+	// it stands at: where an over-budget error points.
+	alias     *yaml.Node
+	aliasPath string
 }
 
-func newDecoder(file, dir string) *decoder {
+// MaxNodes bounds the work of decoding one policies file beyond its size:
+// the decoder may visit Budget(len(file)) values and mapping entries,
+// where every use of an alias (*name) counts the whole anchored value
+// again. Nested aliases can make a few kilobytes expand to billions of
+// values ("billion laughs"); past the budget the loader stops and reports
+// where. Every value and key written out takes at least one byte of the
+// file, so a file without aliases never reaches it, whatever its number of
+// secrets: the work stays linear in the size of the file.
+const MaxNodes = 100_000
+
+// Budget is the number of nodes a file of size bytes may decode.
+func Budget(size int) int { return MaxNodes + size }
+
+// count charges one node to the budget and reports whether decoding may go
+// on.
+func (d *decoder) count(n *yaml.Node, path string) bool {
+	if d.over != nil {
+		return false
+	}
+	d.nodes++
+	if d.nodes <= d.budget {
+		return true
+	}
+	if a := d.alias; a != nil {
+		d.over = Errorf(d.at(a), d.aliasPath,
+			"aliases expand to more than %d values here (*%s, anchored at line %d column %d, and the aliases inside it): "+
+				"the loader refuses such a file (a few nested aliases can expand to billions of values); write the values out or use fewer nested aliases",
+			d.budget, a.Value, a.Alias.Line, a.Alias.Column)
+	} else {
+		// Not reached without aliases (see MaxNodes); kept so the budget
+		// holds whatever the parser gives.
+		d.over = Errorf(d.at(n), path, "the file holds more than %d values, more than the loader reads from one policies file", d.budget)
+	}
+	return false
+}
+
+// follow resolves an alias to the node it names, remembering the
+// outermost alias being expanded; done ends that expansion.
+func (d *decoder) follow(n *yaml.Node, path string) (target *yaml.Node, done func()) {
+	done = func() {}
+	if n.Kind == yaml.AliasNode && d.alias == nil {
+		d.alias, d.aliasPath = n, path
+		done = func() { d.alias, d.aliasPath = nil, "" }
+	}
+	for n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n, done
+}
+
+func newDecoder(file, dir string, size int) *decoder {
 	return &decoder{
 		file:   file,
 		dir:    dir,
+		budget: Budget(size),
 		pos:    map[string]Position{},
 		keyPos: map[string]Position{},
 		bad:    map[string]bool{},
@@ -94,8 +157,10 @@ func join(path, key string) string {
 
 // decode stores the value of n, found at path, into v.
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
-	for n.Kind == yaml.AliasNode {
-		n = n.Alias
+	n, done := d.follow(n, path)
+	defer done()
+	if !d.count(n, path) {
+		return
 	}
 	d.pos[path] = d.at(n)
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
@@ -124,7 +189,14 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, c := range n.Content {
-			d.decode(c, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+			e := s.Index(i)
+			d.decode(c, e, fmt.Sprintf("%s[%d]", path, i))
+			if e.Kind() == reflect.Pointer && e.IsNil() {
+				// An element that failed to decode (a null: "- " with
+				// nothing after it) is reported; an empty one keeps the
+				// validator, which skips its fields, from a nil.
+				e.Set(reflect.New(e.Type().Elem()))
+			}
 		}
 		v.Set(s)
 	case reflect.Map:
@@ -177,6 +249,9 @@ func (d *decoder) pairs(n *yaml.Node, path string, f func(key string, k, v *yaml
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
+		if !d.count(k, path) {
+			return
+		}
 		if k.Kind != yaml.ScalarNode || k.Tag == "!!null" {
 			d.errorf(k, path, "expected a name as key, got %s", describe(k))
 			continue
@@ -227,8 +302,10 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 		if elem.Kind() == reflect.String {
 			// Values of string maps (connection, tags) are plain text;
 			// numbers and booleans are taken as written (port: 5432).
-			for val.Kind == yaml.AliasNode {
-				val = val.Alias
+			val, done := d.follow(val, p)
+			defer done()
+			if !d.count(val, p) {
+				return
 			}
 			d.pos[p] = d.at(val)
 			if val.Kind != yaml.ScalarNode || val.Tag == "!!null" {

@@ -24,7 +24,22 @@ const (
 	// MaxQuarantineAfter bounds quarantine_after.
 	MaxQuarantineAfter = 100
 	DefaultJitter      = 30 * time.Minute
-	DefaultTimeZone    = "UTC"
+	// DefaultCheckInterval is how often the daemon checks each secret's
+	// published credentials (defaults.check.interval); MinCheckInterval
+	// bounds it.
+	DefaultCheckInterval = 15 * time.Minute
+	MinCheckInterval     = time.Minute
+	DefaultTimeZone      = "UTC"
+	// How often verify asks a polling check again while it does not pass
+	// (its interval in policies.yaml): the session count of a blue_green
+	// secret, an http check, a last_used check. A delay check is not
+	// polled: verify wakes when it ends. Every interval is between
+	// MinPollInterval and MaxPollInterval.
+	DefaultSessionsInterval  = time.Second
+	DefaultHTTPCheckInterval = 2 * time.Second
+	DefaultLastUsedInterval  = time.Minute
+	MinPollInterval          = time.Second
+	MaxPollInterval          = time.Hour
 
 	DefaultVaultMount          = "secret"
 	DefaultAppRoleMount        = "approle"
@@ -66,13 +81,14 @@ func builtinClasses() map[string]*Class {
 // DefaultEvents are the events sent when a Slack or webhook block lists
 // none: the ones that need a person.
 func DefaultEvents() []string {
-	return []string{EventRotationFailed, EventRollback, EventQuarantined, EventOverdue, EventResolved}
+	return []string{EventRotationFailed, EventRollback, EventQuarantined, EventOverdue, EventCredentialBroken,
+		EventDrift, EventNeedsAttention, EventResolved}
 }
 
 // AllEvents lists every event name.
 func AllEvents() []string {
 	return []string{EventRotationFailed, EventRollback, EventQuarantined, EventOverdue,
-		EventRotationSucceeded, EventUpcoming, EventResolved}
+		EventCredentialBroken, EventDrift, EventNeedsAttention, EventRotationSucceeded, EventUpcoming, EventResolved}
 }
 
 // mergeClasses lays the file's classes over the built-in ones: a field the
@@ -107,6 +123,15 @@ func (f *File) fillDefaults() {
 		f.Version = 1
 	}
 	f.Classes = mergeClasses(f.Classes)
+	f.fillStoreDefaults()
+	for _, s := range f.Secrets {
+		f.fillSecretDefaults(s)
+	}
+	f.fillNotifyDefaults()
+}
+
+// fillStoreDefaults is fillDefaults of the stores.
+func (f *File) fillStoreDefaults() {
 	for _, s := range f.Stores {
 		switch {
 		case s.Files != nil:
@@ -135,20 +160,39 @@ func (f *File) fillDefaults() {
 			}
 		}
 	}
-	for _, s := range f.Secrets {
-		f.fillAPIDefaults(s)
-		if p := s.Rotator.Postgres; p != nil {
-			if p.Mode == "" {
-				p.Mode = DefaultPostgresMode
-			}
-			if p.Password.Length == 0 {
-				p.Password.Length = DefaultPasswordLength
-			}
-			if p.Password.Alphabet == "" {
-				p.Password.Alphabet = DefaultPasswordAlphabet
-			}
+}
+
+// fillHeaderDefaults is fillDefaults of everything but the secrets; a
+// streamed load (stream.go) fills the secrets it decoded on their own and
+// leaves the ones it reused from the previous load as they are (filled
+// then, and shared with that File: never written after a load).
+func (f *File) fillHeaderDefaults() {
+	if f.Version == 0 {
+		f.Version = 1
+	}
+	f.Classes = mergeClasses(f.Classes)
+	f.fillStoreDefaults()
+	f.fillNotifyDefaults()
+}
+
+// fillSecretDefaults is fillDefaults of one secret.
+func (f *File) fillSecretDefaults(s *SecretSpec) {
+	f.fillAPIDefaults(s)
+	if p := s.Rotator.Postgres; p != nil {
+		if p.Mode == "" {
+			p.Mode = DefaultPostgresMode
+		}
+		if p.Password.Length == 0 {
+			p.Password.Length = DefaultPasswordLength
+		}
+		if p.Password.Alphabet == "" {
+			p.Password.Alphabet = DefaultPasswordAlphabet
 		}
 	}
+}
+
+// fillNotifyDefaults is fillDefaults of the notify block.
+func (f *File) fillNotifyDefaults() {
 	if sl := f.Notify.Slack; sl != nil && len(sl.Events) == 0 {
 		sl.Events = DefaultEvents()
 	}
@@ -302,7 +346,23 @@ func (f *File) fillAPIDefaults(s *SecretSpec) {
 			t.Field = DefaultTokenField
 		}
 	}
+	if k := s.Rotator.Keyring; k != nil {
+		if k.Algorithm == "" {
+			k.Algorithm = DefaultKeyringAlgorithm
+		}
+		if k.Field == "" {
+			k.Field = DefaultKeyringField
+		}
+	}
 	for _, c := range s.Checks {
+		if h := c.HTTP; h != nil && h.Interval == nil {
+			d := Duration(DefaultHTTPCheckInterval)
+			h.Interval = &d
+		}
+		if l := c.LastUsed; l != nil && l.Interval == nil {
+			d := Duration(DefaultLastUsedInterval)
+			l.Interval = &d
+		}
 		if h := c.HTTP; h != nil {
 			if h.Match == "" {
 				h.Match = MatchFingerprint
@@ -316,4 +376,24 @@ func (f *File) fillAPIDefaults(s *SecretSpec) {
 			}
 		}
 	}
+}
+
+// SessionsInterval is how often verify counts the sessions of the old
+// role of s: its sessions check's interval, else DefaultSessionsInterval.
+func (s *SecretSpec) SessionsInterval() time.Duration {
+	for _, c := range s.Checks {
+		if c.Sessions != nil && c.Sessions.Interval != nil {
+			return c.Sessions.Interval.D()
+		}
+	}
+	return DefaultSessionsInterval
+}
+
+// CheckInterval is how often the daemon checks each secret's published
+// credentials: defaults.check.interval, else DefaultCheckInterval.
+func (f *File) CheckInterval() time.Duration {
+	if c := f.Defaults.Check; c != nil && c.Interval != nil {
+		return c.Interval.D()
+	}
+	return DefaultCheckInterval
 }

@@ -23,14 +23,23 @@
 //
 // # Reading the file
 //
-// The YAML is parsed into yaml.v3 nodes and walked by a small reflective
+// The YAML is parsed into go.yaml.in/yaml/v3 nodes and walked by a small reflective
 // decoder into the structs of types.go: fields by their yaml tag, Pos
 // fields set to where the mapping starts, Ref.Dir set to the directory of
 // the policies file. Every error is collected; validation then runs on what
 // decoded, skipping fields that already failed so one mistake is reported
 // once. Errors point at the value concerned, or, for a missing field, at
 // the key of the mapping that lacks it. YAML syntax errors carry the line
-// yaml.v3 reports (no column).
+// the YAML parser reports; a tab in the indentation and a byte that is not
+// UTF-8 are located by the loader itself (line, column, and for the byte
+// its offset).
+//
+// Anchors and aliases are followed; merge keys (<<) are refused. Every
+// decoded value and mapping entry counts against Budget (MaxNodes plus the
+// file's size in bytes), each use of an alias counting its whole anchored
+// value again, so a small file of nested aliases cannot make the loader
+// expand billions of values: past the budget it stops with one error at the
+// alias. A file without aliases never reaches it.
 //
 // Durations are written 90d, 12h, 30m, 45s or combinations in that order
 // (1d12h, 1h30m); a day is 24 hours. Bare numbers, fractions and negative
@@ -54,7 +63,8 @@
 // mount "approle", kubernetes mount "kubernetes" and jwt_file the
 // service-account token path; awssm create true; postgres mode blue_green,
 // password length 32 and alphabet A-Z a-z 0-9; Slack and webhook events
-// rotation_failed, rollback, quarantined, overdue and resolved.
+// rotation_failed, rollback, quarantined, overdue, credential_broken and
+// resolved.
 // Relative paths (files dir, tls ca_file, Ref files) are kept as written
 // and are relative to File.Dir; File.ResolvePath applies that rule.
 //

@@ -144,7 +144,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "duplicate publish",
 			old:  "      - {store: local, path: db/postgres.json}\n", new: "      - {store: local, path: db/postgres.json}\n      - {store: local, path: db/postgres.json}\n",
-			want: []string{`policies.yaml:13:9: secrets[0].publish[1]: store "local", path "db/postgres.json" is already published to at policies.yaml:12:9`},
+			want: []string{`policies.yaml:13:9: secrets[0].publish[1]: store "local", path "db/postgres.json" is already published to at policies.yaml:12:9 (secrets[0].publish[0]): two publish entries may not write to one place`},
 		},
 		{
 			name: "publish path escapes",
@@ -239,7 +239,7 @@ func TestParseErrors(t *testing.T) {
 			old:  "stores:\n", new: "notify:\n  slack:\n    token: {env: SLACK_TOKEN}\n    events: [rotation_failed, explosion]\nstores:\n",
 			want: []string{
 				`policies.yaml:2:3: notify.slack.channel: required with token: the channel to post to, such as #ops`,
-				`policies.yaml:4:31: notify.slack.events[1]: must be "rotation_failed", "rollback", "quarantined", "overdue", "rotation_succeeded", "upcoming" or "resolved", got "explosion"`,
+				`policies.yaml:4:31: notify.slack.events[1]: must be "rotation_failed", "rollback", "quarantined", "overdue", "credential_broken", "drift", "needs_attention", "rotation_succeeded", "upcoming" or "resolved", got "explosion"`,
 			},
 		},
 		{

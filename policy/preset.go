@@ -23,6 +23,13 @@ const (
 	openRouterJSONHeader = "application/json"
 )
 
+// The keyring rotator's defaults and bounds (KeyringSpec).
+const (
+	DefaultKeyringField     = "keyring"
+	DefaultKeyringAlgorithm = "HS256"
+	MaxKeyringSize          = 1024
+)
+
 // Presets lists the preset names.
 func Presets() []string { return []string{PresetOpenRouter} }
 

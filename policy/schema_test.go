@@ -14,7 +14,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v5"
 	"github.com/stretchr/testify/require"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 const (
@@ -262,7 +262,8 @@ func TestRootPolicies(t *testing.T) {
 	require.Equal(t, "app", pg.Role)
 	require.Equal(t, ModeBlueGreen, pg.Mode)
 	require.Equal(t, map[string]string{"host": "127.0.0.1", "database": "app"}, pg.Connection)
-	require.Equal(t, []*PublishSpec{{Store: "local", Path: "db/postgres.json", Pos: s.Publish[0].Pos}}, s.Publish)
+	require.Equal(t, []*PublishSpec{{Store: "local", Path: "db/postgres.json",
+		Derive: map[string]string{"url": "postgres://{username}:{password}@{host}/{database}"}, Pos: s.Publish[0].Pos}}, s.Publish)
 	require.Len(t, s.Checks, 1)
 	require.Equal(t, Duration(0), *s.Checks[0].Delay)
 	set := f.Settings(s)

@@ -50,6 +50,8 @@ type Ref struct {
 type File struct {
 	// Path is the file it was loaded from (the name given to Parse).
 	Path string `yaml:"-"`
+	// Hash is the content hash of the bytes it was parsed from (Hash).
+	Hash string `yaml:"-"`
 	// dir is the directory of Path, absolute where it could be made so.
 	dir      string
 	Version  int               `yaml:"version"`
@@ -58,6 +60,9 @@ type File struct {
 	Stores   []*StoreSpec      `yaml:"stores"`
 	Secrets  []*SecretSpec     `yaml:"secrets"`
 	Notify   NotifySpec        `yaml:"notify"`
+	// pieces, for a File loaded in pieces, is what the next load of the
+	// file reuses from it (stream.go).
+	pieces *pieceIndex
 }
 
 // Defaults apply to every class that does not set its own value.
@@ -71,6 +76,17 @@ type Defaults struct {
 	// TimeZone for windows and for `rotator plan` output (IANA name,
 	// default UTC).
 	TimeZone string `yaml:"time_zone"`
+	// Check is the daemon's scheduled `rotator check` (see
+	// PublishedCheckSpec).
+	Check *PublishedCheckSpec `yaml:"check"`
+}
+
+// PublishedCheckSpec sets how often the daemon tests what every store
+// publishes as current (`rotator check`), each secret at its own offset
+// within the interval.
+type PublishedCheckSpec struct {
+	// Interval between two checks of a secret (default 15m, at least 1m).
+	Interval *Duration `yaml:"interval"`
 }
 
 // WindowSpec limits when rotations may start.
@@ -241,10 +257,21 @@ type RotatorSpec struct {
 	// Token generates tokens rotator issues itself (admin tokens,
 	// service-to-service shared tokens).
 	Token *TokenSpec `yaml:"token"`
-	Pos   Position   `yaml:"-"`
+	// MySQL rotates the password of a MariaDB/MySQL user (blue/green).
+	MySQL *MySQLSpec `yaml:"mysql"`
+	// Redis rotates the password of a Redis ACL user (rotators/redis).
+	Redis *RedisSpec `yaml:"redis"`
+	// Keyring rotates a ring of random signing or encryption keys that
+	// rotator keeps itself (rotators/keyring).
+	Keyring *KeyringSpec `yaml:"keyring"`
+	// AWSIAM rotates the access keys of an AWS IAM user
+	// (rotators/awsiam).
+	AWSIAM *AWSIAMSpec `yaml:"awsiam"`
+	Pos    Position    `yaml:"-"`
 }
 
-// Type returns "postgres", "http_api" or "token".
+// Type returns "postgres", "http_api", "token", "mysql", "redis",
+// "keyring" or "awsiam".
 func (r RotatorSpec) Type() string {
 	switch {
 	case r.Postgres != nil:
@@ -253,6 +280,14 @@ func (r RotatorSpec) Type() string {
 		return "http_api"
 	case r.Token != nil:
 		return "token"
+	case r.MySQL != nil:
+		return "mysql"
+	case r.Redis != nil:
+		return "redis"
+	case r.Keyring != nil:
+		return "keyring"
+	case r.AWSIAM != nil:
+		return "awsiam"
 	}
 	return ""
 }
@@ -328,6 +363,60 @@ type TokenSpec struct {
 	Field string `yaml:"field"`
 }
 
+// RedisSpec rotates the password of a Redis ACL user: new passwords are
+// added beside the current one by their SHA-256, old ones removed by it.
+type RedisSpec struct {
+	// AdminURL connects as rotator's own user
+	// (redis://rotator:…@host:6379/0, rediss:// for TLS); see
+	// deploy/redis/rotator.acl for its least privilege.
+	AdminURL Ref `yaml:"admin_url"`
+	// User is the ACL user whose password is rotated.
+	User     string       `yaml:"user"`
+	Password PasswordSpec `yaml:"password"`
+	// Connection is published beside the credential: host, port, db.
+	Connection map[string]string `yaml:"connection"`
+}
+
+// KeyringSpec rotates a key ring: random keys rotator generates itself,
+// published together (the signing key, the keys still accepted, the key
+// about to become signing) as one JSON document that appsecret.KeyRing
+// reads. See rotators/keyring.
+type KeyringSpec struct {
+	// Size is each new key's length in bytes: at least the algorithm's
+	// hash (32, 48, 64 bytes), which is the default; at most 1024.
+	Size int `yaml:"size"`
+	// Algorithm is the HMAC of the tokens the keys sign: HS256 (default),
+	// HS384 or HS512.
+	Algorithm string `yaml:"algorithm"`
+	// MaxTokenLifetime is the longest lifetime of a token the keys sign
+	// (or of anything they encrypt), plus the clocks' skew: a key that
+	// stopped signing stays in the ring at least this long. Required.
+	MaxTokenLifetime *Duration `yaml:"max_token_lifetime"`
+	// Field is the name the ring is published under (default "keyring").
+	Field string `yaml:"field"`
+}
+
+// AWSIAMSpec rotates the access keys of one AWS IAM user: IAM allows two
+// keys per user, so the new key is created beside the current one,
+// published, and the old one deactivated, then deleted when the next
+// rotation needs its slot (see rotators/awsiam).
+type AWSIAMSpec struct {
+	// User is the IAM user whose access keys are rotated.
+	User string `yaml:"user"`
+	// Region of the STS endpoint new keys are tested against (default:
+	// AWS_REGION or the profile's). IAM itself is global.
+	Region string `yaml:"region"`
+	// Endpoint replaces the IAM and STS endpoints (a VPC endpoint, or a
+	// test server such as moto).
+	Endpoint string `yaml:"endpoint"`
+	// NewKeyWait is how long generate keeps trying a new key that AWS
+	// refuses (IAM is eventually consistent: a new key may be refused for
+	// a few seconds after it is created). Default 30s.
+	NewKeyWait *Duration `yaml:"new_key_wait"`
+	// Connection is published beside the credential (region, ...).
+	Connection map[string]string `yaml:"connection"`
+}
+
 // PostgresSpec rotates a Postgres role password.
 type PostgresSpec struct {
 	// AdminDSN connects as a role that may ALTER ROLE the login roles.
@@ -352,9 +441,22 @@ type PasswordSpec struct {
 
 // PublishSpec names a store and the path of the secret in it.
 type PublishSpec struct {
-	Store string   `yaml:"store"`
-	Path  string   `yaml:"path"`
-	Pos   Position `yaml:"-"`
+	Store string `yaml:"store"`
+	Path  string `yaml:"path"`
+	// Derive adds fields rendered from the credential by a template (see
+	// internal/derive), such as
+	// url: "postgres://{username}:{password}@{host}:{port}/{database}".
+	// A field whose template uses the secret is secret.
+	Derive map[string]string `yaml:"derive"`
+	// Fields, when set, publishes into some fields of a document others
+	// write too (one Vault path or AWS secret per application): it maps
+	// the credential's fields (password, username, a derived field, a
+	// connection key) to the document's field names
+	// ({password: db_password, url: database_url}). Only those fields and
+	// rotator's metadata field (rotator.<secret id>) are written; every
+	// other field is kept.
+	Fields map[string]string `yaml:"fields"`
+	Pos    Position          `yaml:"-"`
 }
 
 // CheckSpec is one way of verifying that clients moved: exactly one is set.
@@ -366,7 +468,18 @@ type CheckSpec struct {
 	// LastUsed passes once the provider reports the old key unused for a
 	// while (http_api rotators with a last_used call).
 	LastUsed *LastUsedCheckSpec `yaml:"last_used"`
+	// Sessions sets how often the Postgres session count (which every
+	// blue_green secret's verify asks: no session of the old role left)
+	// is polled; it adds no check of its own.
+	Sessions *SessionsCheckSpec `yaml:"sessions"`
 	Pos      Position           `yaml:"-"`
+}
+
+// SessionsCheckSpec paces the session count of a blue_green Postgres
+// secret.
+type SessionsCheckSpec struct {
+	// Interval between two counts (default DefaultSessionsInterval).
+	Interval *Duration `yaml:"interval"`
 }
 
 // HTTPCheckSpec asks each client which version of the secret it uses: a
@@ -384,12 +497,18 @@ type HTTPCheckSpec struct {
 	Header   string `yaml:"header"`
 	// Timeout bounds each request (default 5s).
 	Timeout *Duration `yaml:"timeout"`
+	// Interval between two rounds of requests while the check does not
+	// pass (default DefaultHTTPCheckInterval).
+	Interval *Duration `yaml:"interval"`
 }
 
 // LastUsedCheckSpec passes once the old key has not been used for
 // UnusedFor.
 type LastUsedCheckSpec struct {
 	UnusedFor *Duration `yaml:"unused_for"`
+	// Interval between two questions to the provider while the check
+	// does not pass (default DefaultLastUsedInterval).
+	Interval *Duration `yaml:"interval"`
 }
 
 // NotifySpec says whom to tell, and about what.
@@ -410,6 +529,15 @@ const (
 	EventRotationSucceeded = "rotation_succeeded"
 	EventUpcoming          = "upcoming"
 	EventResolved          = "resolved"
+	// EventCredentialBroken: a store publishes a credential that does not
+	// work at the target (`rotator check`, and the daemon's scheduled check).
+	EventCredentialBroken = "credential_broken"
+	// EventDrift: the state database and the stores disagree; the secret
+	// is left alone until `rotator adopt`.
+	EventDrift = "drift"
+	// EventNeedsAttention: a failed run's compensation is incomplete (a
+	// store could not be put back); later ticks continue it.
+	EventNeedsAttention = "needs_attention"
 )
 
 // SlackSpec posts to Slack: an incoming webhook, or a bot token and a
@@ -421,7 +549,7 @@ type SlackSpec struct {
 	// APIURL overrides Slack's API base URL (tests, proxies).
 	APIURL string `yaml:"api_url"`
 	// Events to send; default: rotation_failed, rollback, quarantined,
-	// overdue, resolved.
+	// overdue, credential_broken, resolved.
 	Events []string `yaml:"events"`
 	Pos    Position `yaml:"-"`
 }

@@ -30,13 +30,15 @@ var weekdays = []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
 // reservedConnectionKeys are the keys a store writes itself beside the
 // secret (see rotation.Version.Data); connection may not set them.
 var reservedConnectionKeys = []string{"password", "username", "key_id", "version", "run_id",
-	"rotated_at", "fingerprint", "secret_field"}
+	"rotated_at", "fingerprint", "secret_field", "secret_fields"}
 
 // validator checks a decoded File and reports, through the decoder, every
 // problem at the position of the field concerned.
 type validator struct {
 	d *decoder
 	f *File
+	// crons caches what cronProblem says about each schedule.
+	crons map[string]string
 }
 
 // has reports whether the file sets the field at path.
@@ -119,6 +121,9 @@ func (v *validator) defaults() {
 	d := &v.f.Defaults
 	v.timing("defaults", timing{d.Grace, d.Monitor, d.Jitter, d.OnTimeout, d.Retry, d.Window})
 	v.timeZone("defaults.time_zone", d.TimeZone)
+	if c := d.Check; c != nil && c.Interval != nil && c.Interval.D() < MinCheckInterval {
+		v.errf("defaults.check.interval", "must be at least 1m (how often the daemon tests what the stores publish), got %s", c.Interval)
+	}
 }
 
 // timing holds the fields defaults, classes and secrets share.
@@ -365,12 +370,22 @@ func (v *validator) secrets() {
 		}
 		v.timing(p, timing{s.Grace, s.Monitor, s.Jitter, s.OnTimeout, s.Retry, s.Window})
 		v.rotator(p+".rotator", s.Rotator)
+		v.redisChecks(p, s)
+		v.keyringSecret(p, s, classes[s.Class])
+		v.awsIAMChecks(p, s)
 		v.publish(p, s.Publish)
+		for j, pub := range s.Publish {
+			if pub != nil {
+				v.derive(fmt.Sprintf("%s.publish[%d]", p, j), s, pub)
+				v.sharedFields(fmt.Sprintf("%s.publish[%d]", p, j), s, pub)
+			}
+		}
 		for j, c := range s.Checks {
 			v.check(fmt.Sprintf("%s.checks[%d]", p, j), s, c)
 		}
 		v.effectiveRetry(p+".retry", f.Defaults.Retry, classes[s.Class], s.Retry)
 	}
+	v.publishTargets()
 }
 
 // effectiveRetry reports a secret whose merged retry has max below
@@ -400,10 +415,25 @@ func (v *validator) effectiveRetry(path string, defaults *RetrySpec, class *Clas
 }
 
 func (v *validator) cron(path, spec string) {
+	// Each schedule is checked once: aliases may repeat one many times.
+	msg, ok := v.crons[spec]
+	if !ok {
+		msg = cronProblem(spec)
+		if v.crons == nil {
+			v.crons = map[string]string{}
+		}
+		v.crons[spec] = msg
+	}
+	if msg != "" {
+		v.errf(path, "%s", msg)
+	}
+}
+
+// cronProblem says what is wrong with a cron schedule, or "".
+func cronProblem(spec string) string {
 	sched, err := cron.ParseStandard(spec)
 	if err != nil {
-		v.errf(path, "invalid cron schedule %q: %s; expected 5 fields (minute hour day-of-month month day-of-week) or a descriptor such as @weekly", spec, err)
-		return
+		return fmt.Sprintf("invalid cron schedule %q: %s; expected 5 fields (minute hour day-of-month month day-of-week) or a descriptor such as @weekly", spec, err)
 	}
 	// Rotations at most hourly, as for intervals: look at a year of runs.
 	t := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -415,22 +445,26 @@ func (v *validator) cron(path, spec string) {
 			break
 		}
 		if gap := next.Sub(prev); gap < MinInterval {
-			v.errf(path, "schedule %q runs %s apart: rotations are at most hourly", spec, Duration(gap))
-			return
+			return fmt.Sprintf("schedule %q runs %s apart: rotations are at most hourly", spec, Duration(gap))
 		}
 		prev = next
 	}
+	return ""
 }
 
 func (v *validator) rotator(path string, r RotatorSpec) {
 	if r.Type() == "" {
-		v.errf(path, "must set one kind of rotator: postgres, http_api or token")
+		v.errf(path, "must set one kind of rotator: postgres, http_api, token, mysql, redis, keyring or awsiam")
 		return
 	}
-	if kinds := countSet(r.Postgres != nil, r.HTTPAPI != nil, r.Token != nil); kinds > 1 {
-		v.errf(path, "must set exactly one kind of rotator (postgres, http_api or token), got %d", kinds)
+	if kinds := countSet(r.Postgres != nil, r.HTTPAPI != nil, r.Token != nil, r.MySQL != nil, r.Redis != nil, r.Keyring != nil, r.AWSIAM != nil); kinds > 1 {
+		v.errf(path, "must set exactly one kind of rotator (postgres, http_api, token, mysql, redis, keyring or awsiam), got %d", kinds)
 	}
 	v.apiRotator(path, r)
+	v.mysqlRotator(path, r)
+	v.redisRotator(path, r)
+	v.keyringRotator(path, r)
+	v.awsIAMRotator(path, r)
 	if pg := r.Postgres; pg != nil {
 		p := path + ".postgres"
 		if pg.AdminDSN.IsZero() {
@@ -476,7 +510,6 @@ func (v *validator) publish(path string, pubs []*PublishSpec) {
 			stores = append(stores, s.Name)
 		}
 	}
-	first := map[[2]string]string{}
 	for i, pub := range pubs {
 		p := fmt.Sprintf("%s.publish[%d]", path, i)
 		switch {
@@ -490,17 +523,100 @@ func (v *validator) publish(path string, pubs []*PublishSpec) {
 		switch {
 		case pub.Path == "":
 			v.errf(p+".path", "required: where the secret lives in the store, such as db/postgres.json")
-		case strings.HasPrefix(pub.Path, "/") || strings.HasPrefix(pub.Path, `\`):
+		case absolutePath(pub.Path):
 			v.errf(p+".path", "must be relative to the store (no leading /), got %q", pub.Path)
-		case slices.Contains(strings.FieldsFunc(pub.Path, func(r rune) bool { return r == '/' || r == '\\' }), ".."):
+		case dotDotPath(pub.Path):
 			v.errf(p+".path", "must not contain .., got %q", pub.Path)
 		}
-		key := [2]string{pub.Store, pub.Path}
-		if at, dup := first[key]; dup && pub.Store != "" && pub.Path != "" {
-			v.errf(p, "store %q, path %q is already published to at %s", pub.Store, pub.Path, v.where(at))
-		} else {
-			first[key] = p
+	}
+}
+
+func absolutePath(p string) bool {
+	return strings.HasPrefix(p, "/") || strings.HasPrefix(p, `\`)
+}
+
+func dotDotPath(p string) bool {
+	return slices.Contains(strings.FieldsFunc(p, func(r rune) bool { return r == '/' || r == '\\' }), "..")
+}
+
+// use is a publish entry and its field path.
+type use struct {
+	path string // field path of the entry
+	pub  *PublishSpec
+}
+
+// publishTargets reports publish entries, across the whole file, that
+// write to one place however it is spelled (./x and x, two names for one
+// files directory, the same Vault mount and path): one rotation would
+// silently replace the other's credential.
+func (v *validator) publishTargets() {
+	first := map[string]use{} // by target key
+	// owners: for a shared document (entries with fields), the entry
+	// owning each of its fields.
+	owners := map[string]map[string]use{}
+	for i, s := range v.f.Secrets {
+		for j, pub := range s.Publish {
+			p := fmt.Sprintf("secrets[%d].publish[%d]", i, j)
+			if pub == nil || pub.Store == "" || pub.Path == "" || absolutePath(pub.Path) || dotDotPath(pub.Path) {
+				continue // reported by publish
+			}
+			store, ok := v.f.Store(pub.Store)
+			if !ok {
+				continue
+			}
+			t, ok := v.f.publishTarget(store, pub)
+			if !ok {
+				// The store is not valid (reported): compare as written.
+				t = target{key: "name\x00" + pub.Store + "\x00" + pub.Path}
+			}
+			prev, dup := first[t.key]
+			if dup && len(pub.Fields) > 0 && len(prev.pub.Fields) > 0 {
+				v.sharedOwners(p, pub, owners, t.key, s.ID)
+				continue
+			}
+			if len(pub.Fields) > 0 {
+				if owners[t.key] == nil {
+					owners[t.key] = map[string]use{}
+				}
+				for _, f := range pub.Fields {
+					owners[t.key][f] = use{p, pub}
+				}
+				owners[t.key][rotationMetaPrefix+"id\x00"+s.ID] = use{p, pub}
+			}
+			switch {
+			case dup && (len(pub.Fields) > 0) != (len(prev.pub.Fields) > 0):
+				v.errf(p, "store %q, path %q is already published to at %s (%s): a secret that owns the whole document and one that owns fields of it (fields:) may not share it; give both fields:",
+					pub.Store, pub.Path, v.where(prev.path), prev.path)
+			case !dup:
+				first[t.key] = use{p, pub}
+			case prev.pub.Store == pub.Store && prev.pub.Path == pub.Path:
+				v.errf(p, "store %q, path %q is already published to at %s (%s): two publish entries may not write to one place",
+					pub.Store, pub.Path, v.where(prev.path), prev.path)
+			default:
+				v.errf(p, "store %q, path %q is already published to at %s (%s, as store %q, path %q): both are %s; two publish entries may not write to one place",
+					pub.Store, pub.Path, v.where(prev.path), prev.path, prev.pub.Store, prev.pub.Path, t.desc)
+			}
 		}
+	}
+}
+
+// sharedOwners reports a publish entry that owns a field of a shared
+// document another entry owns already, or a second entry of one secret in
+// one document (they would share the metadata field).
+func (v *validator) sharedOwners(p string, pub *PublishSpec, owners map[string]map[string]use, key, id string) {
+	own := owners[key]
+	if u, ok := own[rotationMetaPrefix+"id\x00"+id]; ok {
+		v.errf(p, "secret %q already publishes into store %q, path %q at %s (%s): one entry per secret and document; put all its fields in one", id, pub.Store, pub.Path, v.where(u.path), u.path)
+		return
+	}
+	own[rotationMetaPrefix+"id\x00"+id] = use{p, pub}
+	for _, k := range sortedKeys(pub.Fields) {
+		f := pub.Fields[k]
+		if u, ok := own[f]; ok {
+			v.errf(p+".fields."+k, "field %q of store %q, path %q is already owned by %s (%s): two secrets may not own one field", f, pub.Store, pub.Path, v.where(u.path), u.path)
+			continue
+		}
+		own[f] = use{p, pub}
 	}
 }
 

@@ -197,12 +197,12 @@ func (v *validator) placeholders(path, tmpl string, secretOK bool) {
 
 // check validates one entry of a secret's checks.
 func (v *validator) check(p string, s *SecretSpec, c *CheckSpec) {
-	switch n := countSet(c.Delay != nil, c.HTTP != nil, c.LastUsed != nil); {
+	switch n := countSet(c.Delay != nil, c.HTTP != nil, c.LastUsed != nil, c.Sessions != nil); {
 	case n == 0:
-		v.errf(p, "must set one kind of check: delay, http or last_used")
+		v.errf(p, "must set one kind of check: delay, http, last_used or sessions")
 		return
 	case n > 1:
-		v.errf(p, "must set exactly one kind of check (delay, http or last_used) per entry; write one entry each")
+		v.errf(p, "must set exactly one kind of check (delay, http, last_used or sessions) per entry; write one entry each")
 	}
 	if h := c.HTTP; h != nil {
 		hp := p + ".http"
@@ -222,6 +222,7 @@ func (v *validator) check(p string, s *SecretSpec, c *CheckSpec) {
 		if h.Timeout != nil && *h.Timeout <= 0 {
 			v.errf(hp+".timeout", "must be longer than 0s (such as 5s)")
 		}
+		v.pollInterval(hp+".interval", h.Interval)
 	}
 	if l := c.LastUsed; l != nil {
 		lp := p + ".last_used"
@@ -231,8 +232,43 @@ func (v *validator) check(p string, s *SecretSpec, c *CheckSpec) {
 			v.errf(lp+".unused_for", "must be longer than 0s (such as 1h)")
 		}
 		h := s.Rotator.HTTPAPI
-		if h == nil || (h.LastUsed == nil && !presetHas(h.Preset, "last_used")) {
-			v.errf(lp, "needs an http_api rotator with a last_used call (or a preset that has one): the provider must say when a key was last used")
+		if s.Rotator.AWSIAM == nil && (h == nil || (h.LastUsed == nil && !presetHas(h.Preset, "last_used"))) {
+			v.errf(lp, "needs an http_api rotator with a last_used call (or a preset that has one), or an awsiam rotator: the provider must say when a key was last used")
 		}
+		v.pollInterval(lp+".interval", l.Interval)
+	}
+	if c.Sessions != nil {
+		sp := p + ".sessions"
+		pg := s.Rotator.Postgres
+		switch {
+		case pg == nil:
+			v.errf(sp, "needs a postgres rotator: it paces the count of the old role's sessions")
+		case pg.Mode == ModeSingleRole:
+			v.errf(sp, "single_role cannot tell sessions of the old password from the new: remove it, or use blue_green")
+		}
+		if c != firstSessions(s.Checks) {
+			v.errf(sp, "a secret has at most one sessions entry; this is a second one")
+		}
+		v.pollInterval(sp+".interval", c.Sessions.Interval)
+	}
+}
+
+func firstSessions(cs []*CheckSpec) *CheckSpec {
+	for _, c := range cs {
+		if c.Sessions != nil {
+			return c
+		}
+	}
+	return nil
+}
+
+// pollInterval checks the interval of a polling check.
+func (v *validator) pollInterval(path string, d *Duration) {
+	if d == nil || !v.has(path) {
+		return
+	}
+	if d.D() < MinPollInterval || d.D() > MaxPollInterval {
+		v.errf(path, "must be between %s and %s (how often the check is asked again while it does not pass), got %s",
+			Duration(MinPollInterval), Duration(MaxPollInterval), *d)
 	}
 }

@@ -29,7 +29,7 @@ func TestPipelinedWritesAreFenced(t *testing.T) {
 	cur, err := db.AcquireLease(ctx, "s", "b", time.Minute)
 	require.NoError(t, err)
 
-	run := &state.Run{ID: "00000000-0000-4000-8000-000000000001", SecretID: "s", Trigger: "manual", Attempt: 1, Status: state.RunRunning, Step: "generate", Version: 1}
+	run := &state.Run{ID: "00000000-0000-4000-8000-000000000001", SecretID: "s", Trigger: state.TriggerManual, Attempt: 1, Status: state.RunRunning, Step: state.StepGenerate, Version: 1}
 	err = db.InBatch(ctx, old, func(b *state.Batch) error { b.InsertRun(run); b.Audit("s", run.ID, "x", ""); return nil })
 	require.ErrorIs(t, err, state.ErrLeaseLost)
 	active, err := db.ActiveRun(ctx, "s")
@@ -39,7 +39,7 @@ func TestPipelinedWritesAreFenced(t *testing.T) {
 	var id int64
 	require.NoError(t, db.InBatch(ctx, cur, func(b *state.Batch) error {
 		b.InsertRun(run)
-		b.StartStep(run.ID, "generate", 1, &id)
+		b.StartStep(run.ID, state.StepGenerate, 1, &id)
 		return nil
 	}))
 	require.NotZero(t, id)
@@ -51,7 +51,7 @@ func TestPipelinedWritesAreFenced(t *testing.T) {
 	run2.ID = "00000000-0000-4000-8000-000000000002"
 	var id2 int64
 	err = db.InBatch(ctx, cur, func(b *state.Batch) error {
-		b.StartStep(run.ID, "stage", 1, &id2)
+		b.StartStep(run.ID, state.StepStage, 1, &id2)
 		b.InsertRun(&run2)
 		return nil
 	})

@@ -29,7 +29,7 @@ type outageWorld struct {
 	slackSrv       *slacktest.Server
 	notifier       *notify.Notifier
 	mu             sync.Mutex
-	events         []rotation.Event
+	events         []notify.Event
 	posted         []string // texts of chat.postMessage calls Slack received
 }
 
@@ -65,7 +65,7 @@ func newOutageWorld(t *testing.T) *outageWorld {
 	require.NoError(t, err)
 	w.notifier, err = notify.New(notify.Config{Retry: notify.RetryPolicy{Attempts: 20, Initial: 100 * time.Millisecond, Max: 500 * time.Millisecond, Timeout: 2 * time.Second}}, bot)
 	require.NoError(t, err)
-	w.engine.Events = func(e rotation.Event) {
+	w.engine.Events = func(e notify.Event) {
 		w.mu.Lock()
 		w.events = append(w.events, e)
 		w.mu.Unlock()
@@ -111,17 +111,17 @@ func TestOutages(t *testing.T) {
 	t.Parallel()
 	type outage struct {
 		name  string
-		step  string             // the outage begins when this step's intent is journaled
+		step  state.Step         // the outage begins when this step's intent is journaled
 		down  func(*outageWorld) // what goes away
 		up    func(*outageWorld)
 		slack bool // Slack is down too: the alert is delivered once it is back
 	}
 	outages := []outage{
-		{name: "target database", step: rotation.StepGenerate,
+		{name: "target database", step: state.StepGenerate,
 			down: func(w *outageWorld) { w.pg.Down() }, up: func(w *outageWorld) { w.pg.Up(w.t) }},
-		{name: "store", step: rotation.StepPublish,
+		{name: "store", step: state.StepPublish,
 			down: func(w *outageWorld) { w.aws.Down() }, up: func(w *outageWorld) { w.aws.Up(w.t) }},
-		{name: "slack and store", step: rotation.StepPublish, slack: true,
+		{name: "slack and store", step: state.StepPublish, slack: true,
 			down: func(w *outageWorld) { w.aws.Down(); w.slack.Down() }, up: func(w *outageWorld) { w.aws.Up(w.t) }},
 	}
 	for _, o := range outages {
@@ -133,7 +133,7 @@ func TestOutages(t *testing.T) {
 			before := w.publishedLogsIn("before the outage")
 
 			var once sync.Once
-			w.engine.Hooks.Before = func(_, step string) error {
+			w.engine.Hooks.Before = func(_ string, step state.Step) error {
 				if step == o.step {
 					once.Do(func() { o.down(w) })
 				}
@@ -141,14 +141,27 @@ func TestOutages(t *testing.T) {
 			}
 			res := w.run()
 			w.engine.Hooks.Before = nil
-			require.Equal(t, state.RunFailed, res.Status, "%+v", res)
-			require.Contains(t, res.Detail, "is still valid and published")
+			storeDown := o.step == state.StepPublish
+			if storeDown {
+				// The store that went away cannot be put back (nor asked
+				// whether it took the version): the run needs attention
+				// and the new credential stays valid meanwhile.
+				require.Equal(t, state.RunNeedsAttention, res.Status, "%+v", res)
+				require.Contains(t, res.Detail, "needs attention")
+			} else {
+				require.Equal(t, state.RunFailed, res.Status, "%+v", res)
+				require.Contains(t, res.Detail, "is still valid and published")
+			}
 			t.Logf("failed cleanly: %v", res.Err)
 
 			// The old credential is valid and the files store publishes it.
 			after := w.publishedLogsIn("during the outage")
 			require.Equal(t, before.RunID, after.RunID, "the files store publishes the old version again")
-			require.Equal(t, []string{before.User}, w.tg.loginRoles(), "only the published role can log in")
+			if storeDown {
+				require.Contains(t, w.tg.loginRoles(), before.User, "the published role can log in")
+			} else {
+				require.Equal(t, []string{before.User}, w.tg.loginRoles(), "only the published role can log in")
+			}
 			steps := w.attempts(res.RunID, o.step)
 			require.Equal(t, 3, steps, "the failing action was tried Retry.Attempts times")
 
@@ -157,6 +170,13 @@ func TestOutages(t *testing.T) {
 				require.Empty(t, w.alerts(), "Slack is down: nothing arrived yet")
 				time.Sleep(300 * time.Millisecond)
 				w.slack.Up(t)
+			}
+			if storeDown {
+				// The next run completes the compensation: the run fails,
+				// and only then is the new credential disabled.
+				res1 := w.run()
+				require.Equal(t, state.RunFailed, res1.Status, "%+v", res1)
+				require.Equal(t, []string{before.User}, w.tg.loginRoles(), "only the published role can log in")
 			}
 			// The next run after the outage completes.
 			res2 := w.run()
@@ -180,7 +200,7 @@ func TestOutages(t *testing.T) {
 }
 
 // attempts counts the journaled tries of step in run.
-func (w *outageWorld) attempts(runID, step string) int {
+func (w *outageWorld) attempts(runID string, step state.Step) int {
 	w.t.Helper()
 	runs, err := w.db.Runs(context.Background(), "db/postgres", 5)
 	require.NoError(w.t, err)
@@ -190,7 +210,7 @@ func (w *outageWorld) attempts(runID, step string) int {
 			continue
 		}
 		for _, s := range r.Steps {
-			if s.Step == step && s.Outcome == "failed" {
+			if s.Step == step && s.Outcome == state.OutcomeFailed {
 				n++
 			}
 		}

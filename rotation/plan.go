@@ -28,7 +28,7 @@ func (e *Engine) Plan(ctx context.Context, t Target) ([]string, error) {
 		}
 	}
 	var lines []string
-	from := StepGenerate
+	from := state.StepGenerate
 	version := sec.CurrentVersion + 1
 	old := toMeta(sec.Current)
 	if active != nil {
@@ -51,12 +51,15 @@ func (e *Engine) Plan(ctx context.Context, t Target) ([]string, error) {
 	for _, c := range t.Checks {
 		checks = append(checks, c.Name())
 	}
-	all := []struct{ step, text string }{
-		{StepGenerate, fmt.Sprintf("generate: create version %d beside %s at the target and test it; stage it in %s", version, oldName, strings.Join(stores, ", "))},
-		{StepPublish, fmt.Sprintf("publish: make version %d current in %s, keeping the previous version readable", version, strings.Join(stores, ", "))},
-		{StepVerify, fmt.Sprintf("verify: wait up to %s for: %s; then %s", t.Grace, strings.Join(checks, ", "), map[bool]string{true: "proceed anyway", false: "hold (both credentials stay valid)"}[t.OnTimeout == "proceed"])},
-		{StepRetire, fmt.Sprintf("retire: disable %s%s", oldName, map[bool]string{true: " and end its sessions", false: ""}[t.Terminate])},
-		{StepMonitor, fmt.Sprintf("monitor: re-test the new credential for %s; roll back if it fails", t.Monitor)},
+	all := []struct {
+		step state.Step
+		text string
+	}{
+		{state.StepGenerate, fmt.Sprintf("generate: create version %d beside %s at the target and test it; stage it in %s", version, oldName, strings.Join(stores, ", "))},
+		{state.StepPublish, fmt.Sprintf("publish: make version %d current in %s, keeping the previous version readable", version, strings.Join(stores, ", "))},
+		{state.StepVerify, fmt.Sprintf("verify: wait up to %s for: %s; then %s", t.Grace, strings.Join(checks, ", "), map[bool]string{true: "proceed anyway", false: "hold (both credentials stay valid)"}[t.OnTimeout == "proceed"])},
+		{state.StepRetire, fmt.Sprintf("retire: disable %s%s", oldName, map[bool]string{true: " and end its sessions", false: ""}[t.Terminate])},
+		{state.StepMonitor, fmt.Sprintf("monitor: re-test the new credential for %s; roll back if it fails", t.Monitor)},
 	}
 	on := false
 	for _, s := range all {

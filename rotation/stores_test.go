@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rotator/rotator/internal/mototest"
-	"github.com/rotator/rotator/internal/vaulttest"
+	"github.com/rotator/rotator/internal/vaultdev"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
 	"github.com/rotator/rotator/state"
@@ -29,10 +29,11 @@ func TestPublishToSeveralStoresAndOneGoesAway(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 
-	vs := vaulttest.New(t)
+	vs := vaultdev.New(t, vaultdev.Options{})
+	proxy := vaultdev.NewProxy(t, vs.Addr) // for the outage
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	require.NoError(t, os.WriteFile(tokenFile, []byte(vs.RootToken), 0o600))
-	vstore, err := vault.New(e.ctx, vault.Config{Spec: &policy.VaultSpec{Address: vs.Addr, Mount: "secret",
+	vstore, err := vault.New(e.ctx, vault.Config{Spec: &policy.VaultSpec{Address: proxy.Addr, Mount: "secret",
 		Auth: policy.VaultAuthSpec{Token: &policy.VaultTokenAuth{Token: policy.Ref{File: tokenFile}}}}})
 	require.NoError(t, err)
 	t.Cleanup(vstore.Close)
@@ -61,14 +62,16 @@ func TestPublishToSeveralStoresAndOneGoesAway(t *testing.T) {
 
 	// Vault goes away right after the first store took version 2.
 	var published atomic.Int32
-	e.engine.Hooks.After = func(_, step string) error {
-		if step == rotation.StepPublish && published.Add(1) == 1 {
-			vs.SetUnreachable(true)
+	e.engine.Hooks.After = func(_ string, step state.Step) error {
+		if step == state.StepPublish && published.Add(1) == 1 {
+			proxy.SetDown(true)
 		}
 		return nil
 	}
 	res = e.run(rotation.Options{Wait: true})
-	require.Equal(t, state.RunFailed, res.Status, "%+v", res)
+	// Vault cannot be put back (nor asked whether it took version 2): the
+	// run needs attention, and the new credential stays valid meanwhile.
+	require.Equal(t, state.RunNeedsAttention, res.Status, "%+v", res)
 	require.ErrorContains(t, res.Err, "vault:"+vaultPath)
 	require.Equal(t, int32(2), published.Load(), "files and AWS took version 2 before Vault failed")
 
@@ -86,9 +89,12 @@ func TestPublishToSeveralStoresAndOneGoesAway(t *testing.T) {
 	require.Nil(t, d.Pending, "no stray AWSPENDING")
 	require.NoError(t, e.login(v1.Credential.Username, v1.Credential.Secret.Reveal()))
 
-	// Vault is back: the next run completes everywhere.
-	vs.SetUnreachable(false)
+	// Vault is back: the next run completes the compensation (the run
+	// fails), and the one after rotates everywhere.
+	proxy.SetDown(false)
 	e.engine.Hooks = rotation.Hooks{}
+	res = e.run(rotation.Options{Wait: true})
+	require.Equal(t, state.RunFailed, res.Status, "%+v", res)
 	res = e.run(rotation.Options{Wait: true})
 	require.Equal(t, state.RunSucceeded, res.Status, "%+v", res)
 	v2 := e.published()

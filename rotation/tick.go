@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/rotator/rotator/state"
 )
 
 // TickConfig bounds one tick.
@@ -75,13 +77,13 @@ func (e *Engine) Tick(ctx context.Context, lookup Lookup, cfg TickConfig) (TickR
 		case err != nil:
 			rep.Errors++
 			rep.Errs = append(rep.Errs, err)
-		case res.Status == "succeeded":
+		case res.Status == state.RunSucceeded:
 			rep.Succeeded++
-		case res.Status == "failed" || res.Status == "rolled_back":
+		case res.Status == state.RunFailed || res.Status == state.RunRolledBack:
 			rep.Failed++
 		case res.Held:
 			rep.Held++
-		case res.Status == "waiting" || res.Status == "running":
+		case res.Status == state.RunWaiting || res.Status == state.RunRunning:
 			rep.Waiting++
 		default:
 			rep.NotDue++
@@ -124,7 +126,7 @@ func (e *Engine) Tick(ctx context.Context, lookup Lookup, cfg TickConfig) (TickR
 			}
 			defer func() { <-global }()
 			start := e.now()
-			res, err := e.Run(ctx, t, Options{Trigger: TriggerSchedule, IfDue: true})
+			res, err := e.Run(ctx, t, Options{Trigger: state.TriggerSchedule, IfDue: true})
 			e.log().Debug("tick run", "secret", t.ID, "status", res.Status, "step", res.Step, "duration_ms", time.Since(start).Milliseconds())
 			record(res, err)
 		}(t)

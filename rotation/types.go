@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rotator/rotator/internal/secret"
+	"github.com/rotator/rotator/notify"
 )
 
 // Credential is one version of a managed secret: what a Rotator produces and
@@ -26,6 +28,11 @@ type Credential struct {
 	// Extra holds non-secret fields published beside the secret (host,
 	// port, database, ...).
 	Extra map[string]string
+	// Derived holds the derived fields that contain the secret (a DSN
+	// with the password in it): secret like Secret, published beside it
+	// and listed under DataSecretFields so that readers know them. A
+	// derived field without the secret is in Extra. See DeriveFields.
+	Derived map[string]secret.Value
 }
 
 // Meta returns the non-secret identity of the credential.
@@ -77,6 +84,9 @@ type VersionMeta struct {
 	Fingerprint string `json:"fingerprint,omitempty"`
 	// Username of the credential, where it has one.
 	Username string `json:"username,omitempty"`
+	// KeyID of the credential, where it has one: it tells apart two
+	// credentials of one username (a Redis user's passwords).
+	KeyID string `json:"key_id,omitempty"`
 }
 
 // Version is a credential together with its version metadata: the unit a
@@ -96,6 +106,7 @@ func (v Version) Meta() VersionMeta {
 		RotatedAt:   v.RotatedAt,
 		Fingerprint: v.Credential.Secret.Fingerprint(),
 		Username:    v.Credential.Username,
+		KeyID:       v.Credential.KeyID,
 	}
 }
 
@@ -108,6 +119,9 @@ const (
 	DataRotatedAt   = "rotated_at"
 	DataFingerprint = "fingerprint"
 	DataField       = "secret_field"
+	// DataSecretFields lists, comma-separated and sorted, the derived
+	// fields that hold the secret (Credential.Derived).
+	DataSecretFields = "secret_fields"
 )
 
 // Data returns the flat key/value form stores write: the secret under its
@@ -120,6 +134,15 @@ func (v Version) Data() map[string]string {
 		d[k] = x
 	}
 	d[c.SecretField()] = c.Secret.Reveal()
+	if len(c.Derived) > 0 {
+		names := make([]string, 0, len(c.Derived))
+		for k, x := range c.Derived {
+			d[k] = x.Reveal()
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		d[DataSecretFields] = strings.Join(names, ",")
+	}
 	if c.Field != "" && c.Field != "password" {
 		d[DataField] = c.Field
 	}
@@ -161,7 +184,20 @@ func ParseData(d map[string]string) (Version, error) {
 		v.RotatedAt = t
 	}
 	known := map[string]bool{field: true, DataField: true, DataUsername: true, DataKeyID: true,
-		DataVersion: true, DataRunID: true, DataRotatedAt: true, DataFingerprint: true}
+		DataVersion: true, DataRunID: true, DataRotatedAt: true, DataFingerprint: true, DataSecretFields: true}
+	if sf := d[DataSecretFields]; sf != "" {
+		for _, k := range strings.Split(sf, ",") {
+			x, ok := d[k]
+			if !ok || known[k] {
+				return v, fmt.Errorf("stored data lists %q among its secret fields but has no such field", k)
+			}
+			if v.Credential.Derived == nil {
+				v.Credential.Derived = map[string]secret.Value{}
+			}
+			v.Credential.Derived[k] = secret.New(x)
+			known[k] = true
+		}
+	}
 	keys := make([]string, 0, len(d))
 	for k := range d {
 		if !known[k] {
@@ -188,28 +224,114 @@ var (
 	ErrUnsupported = errors.New("not supported")
 	// ErrNotRestorable: the old credential cannot be made valid again.
 	ErrNotRestorable = errors.New("cannot be restored")
+	// ErrFenced: the target refused the action because a newer lease
+	// holder has acted on it since (Fence). Return it wrapped in Permanent;
+	// the engine stops the run where it is, without compensating.
+	ErrFenced = errors.New("refused by the target's fence: a newer lease holder has acted")
 )
 
-// permanentError marks an error that retrying will not fix.
-type permanentError struct{ err error }
+// ErrStoreMoved: a store refused a write because what it publishes as
+// current is not what the engine observed before it decided to act
+// (PublishRequest.Expect): another process has published or rolled back
+// since. It is a kind of ErrFenced (errors.Is matches both). At publish,
+// the engine fails the run and compensates when it still holds its lease
+// (a person or a tool moved the store); a process that lost its lease is
+// stopped by the fenced write that begins the compensation. Stores return
+// it as a *StoreMovedError wrapped in Permanent (see StoreMoved).
+var ErrStoreMoved = fmt.Errorf("the store moved since it was observed (%w)", ErrFenced)
 
-func (e permanentError) Error() string { return e.err.Error() }
-func (e permanentError) Unwrap() error { return e.err }
+// StoreMovedError says which store refused and what it found instead of
+// what was expected: run ids and store-native version ids, never a secret.
+type StoreMovedError struct {
+	// Store names the store and path ("vault secret/data/apps/db",
+	// "files /srv/secrets/db.json", "awssm secret \"app/db\"").
+	Store string
+	// Expected is the run id the caller observed as current ("" =
+	// nothing published); Found is the one the store holds now.
+	Expected, Found string
+	// Native is the store's own id of what it found (a KV version, an AWS
+	// VersionId), where it has one.
+	Native string
+}
+
+func (e *StoreMovedError) Error() string {
+	s := fmt.Sprintf("%s: refused: expected %s to be current, found %s", e.Store, runName(e.Expected), runName(e.Found))
+	if e.Native != "" {
+		s += " (" + e.Native + ")"
+	}
+	return s + ": changed since it was observed (by another process, or by hand): a process that lost its lease stops; one that still holds it puts the stores back"
+}
+
+// Unwrap makes errors.Is(err, ErrStoreMoved) and errors.Is(err, ErrFenced)
+// hold.
+func (e *StoreMovedError) Unwrap() error { return ErrStoreMoved }
+
+func runName(id string) string {
+	if id == "" {
+		return "nothing published (or a version without a run id)"
+	}
+	return "the version of run " + id
+}
+
+// StoreMoved returns the refusal a store gives when its current version is
+// not the one Expect names: a permanent *StoreMovedError.
+func StoreMoved(store, expected, found, native string) error {
+	return Permanent(&StoreMovedError{Store: store, Expected: expected, Found: found, Native: native})
+}
+
+// ErrPreviousMoved: a store refused a rollback because the version it
+// would make current is not the one RollbackRequest.Expect names (its
+// previous version was moved, deleted or replaced since, by hand or by
+// another tool). Nothing was changed; a person decides what is current.
+// It is not ErrFenced: the caller keeps its lease and records the refusal
+// (compensation: needs_attention, the new credential stays valid).
+var ErrPreviousMoved = errors.New("the store's previous version is not the one to restore")
+
+// PreviousMoved returns the refusal a store gives when its previous version
+// is not the one RollbackRequest.Expect names: permanent, ids only.
+func PreviousMoved(store, expected, found, native string) error {
+	s := fmt.Sprintf("%s: rollback refused: previous is %s", store, runName(found))
+	if native != "" {
+		s += " (" + native + ")"
+	}
+	return Permanent(fmt.Errorf("%s, not %s, which was current before: changed since (by hand?); nothing was rolled back there; "+
+		"put the store back by hand, or run `rotator adopt` (%w)", s, runName(expected), ErrPreviousMoved))
+}
+
+// Expect is what the engine observed at one publication before it decided
+// to act: the version that must still be current when the write lands. A
+// store compares it with what it holds and refuses (StoreMoved) when they
+// differ, atomically with the write: Vault compares the run id of the
+// latest KV version and writes with cas on that version; AWS compares the
+// AWSCURRENT version and moves the label with RemoveFromVersionId set to
+// it; the files store compares under an exclusive flock held across read,
+// compare and write.
+type Expect struct {
+	// RunID of the version that must be current; "" means nothing may be
+	// published (or only a version without a run id, put there by hand).
+	RunID string
+}
+
+// Fence is the precondition a destructive action carries to the target: the
+// lease token of the process that sends it. A target that can check it
+// atomically refuses (ErrFenced) an action whose token is below the highest
+// one it has seen for the secret, and records the token with the change, so
+// a delayed or replayed action of a process that lost its lease changes
+// nothing. A zero Token means unfenced (a caller without a lease).
+type Fence struct {
+	Token int64
+	RunID string
+}
 
 // Permanent wraps err so the engine's retry loop stops at once: bad
 // configuration, permission denied, a missing mount. Permanent(nil) is nil.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return permanentError{err}
-}
+// It is the module's one marker (notify.Permanent): a sink's permanent
+// error and a store's are the same thing.
+func Permanent(err error) error { return notify.Permanent(err) }
 
-// IsPermanent reports whether err (or anything it wraps) was marked Permanent.
-func IsPermanent(err error) bool {
-	var p permanentError
-	return errors.As(err, &p)
-}
+// IsPermanent reports whether err (or anything it wraps) was marked
+// Permanent, here or with notify.Permanent.
+func IsPermanent(err error) bool { return notify.IsPermanent(err) }
 
 // Rotator does the target-side work for one kind of credential. Every method
 // is idempotent: the engine calls it again after a crash or a retry.
@@ -245,10 +367,32 @@ type GenerateRequest struct {
 	RunID    string
 	// Current is the credential clients use now; zero on a first rotation.
 	Current CredentialMeta
+	// Fence is checked where the action lands (see Fence).
+	Fence Fence
+	// Prepare asks a rotator that changes the live credential in place
+	// (single-role Postgres: one role, one password) to make the new
+	// credential without setting it at the target, and to say so
+	// (GenerateResponse.Unapplied): the engine stages it in the stores
+	// first, then calls Generate again with Apply, then publishes at once,
+	// so the window in which the target has the new credential and the
+	// stores still publish the old one covers only the re-key and the
+	// publish. Rotators that create the credential beside the live one
+	// ignore it.
+	Prepare bool
+	// Apply is a credential an earlier Generate prepared (Unapplied): set
+	// it at the target and test it; calling it again sets it again.
+	Apply *Credential
+	// Published is, for a Successor only, the credential every store
+	// publishes as current, with its secret (nil on a first rotation, when
+	// no store publishes anything). Other rotators get nil.
+	Published *Credential
 }
 
 // GenerateResponse carries the new, tested credential.
 type GenerateResponse struct {
+	// Unapplied: the credential was prepared (GenerateRequest.Prepare) and
+	// is not yet set at the target; it is untested.
+	Unapplied  bool
 	Credential Credential
 	// Replaces is the credential the new one replaces, as the rotator
 	// found it at the target (for a first rotation, when the engine did
@@ -283,6 +427,8 @@ type RetireRequest struct {
 	New CredentialMeta
 	// Terminate asks the target to end sessions still open with Old.
 	Terminate bool
+	// Fence is checked where the action lands (see Fence).
+	Fence Fence
 }
 
 // RestoreRequest names the credential to re-enable.
@@ -292,6 +438,8 @@ type RestoreRequest struct {
 	// Previous is the old credential with its secret when a store could
 	// give it back (nil otherwise); single-role Postgres needs it.
 	Previous *Credential
+	// Fence is checked where the action lands (see Fence).
+	Fence Fence
 }
 
 // DiscardRequest names the unpublished credential to disable.
@@ -303,6 +451,8 @@ type DiscardRequest struct {
 	// Previous is the current credential with its secret when a store
 	// could give it back (nil otherwise); single-role Postgres needs it.
 	Previous *Credential
+	// Fence is checked where the action lands (see Fence).
+	Fence Fence
 }
 
 // Store holds the versions of a secret at one place (a Vault KV v2 path, an
@@ -323,7 +473,10 @@ type Store interface {
 	Read(ctx context.Context, req ReadRequest) (Version, error)
 	// Rollback makes the previous version current again, if and only if
 	// the current version is the one RunID published; otherwise (already
-	// rolled back, or never published) it does nothing.
+	// rolled back, or never published) it does nothing. RunID is the
+	// rollback's fence: the store checks it atomically with the write
+	// (Vault cas, AWS RemoveFromVersionId, files flock), so a rollback
+	// never undoes a version another process published meanwhile.
 	Rollback(ctx context.Context, req RollbackRequest) error
 	// Abort removes a version RunID staged and never published. No-op when
 	// there is none.
@@ -340,6 +493,12 @@ type StageRequest struct {
 type PublishRequest struct {
 	Path    string
 	Version Version
+	// Expect, when not nil, is the version the caller observed as current
+	// before deciding to publish: the store refuses (StoreMoved) when
+	// another version is current, unless it is Version itself (a retried
+	// publish stays a no-op success). Nil publishes over whatever is there
+	// (callers without an observation: tests, tools).
+	Expect *Expect
 }
 
 // DescribeRequest asks for the versions at Path.
@@ -378,6 +537,17 @@ type RollbackRequest struct {
 	// Number is the version number the rollback itself gets where a store
 	// writes rollbacks as new versions (Vault); zero lets the store choose.
 	Number int64
+	// Discard says the version RunID published never became really
+	// current (a failed run is being put back): the store's previous
+	// version must go back to what it was before that publish, so that
+	// previous always holds the last version that was really current.
+	Discard bool
+	// Expect, when not nil, names the version the rollback must make
+	// current (the one that was current before RunID published): the
+	// store refuses (StoreMoved) when its previous version is another one
+	// — moved, deleted or replaced by hand since — rather than make an
+	// unknown credential current.
+	Expect *Expect
 }
 
 // AbortRequest removes the version RunID staged at Path.
@@ -409,4 +579,17 @@ type CheckResult struct {
 	Passed bool
 	// Detail says why not, for people ("2 sessions still use app_blue").
 	Detail string
+	// RecheckAt, when set on an answer that did not pass, is when the
+	// answer can change next (a delay's end): verify looks again exactly
+	// then. Zero: the check is polled (Poller).
+	RecheckAt time.Time
+}
+
+// Poller is implemented by a check whose answer changes at a time only
+// the world knows (a client's reload, a provider's record): verify asks
+// it again every PollInterval while it does not pass. A check that is
+// neither a Poller nor answers with RecheckAt is asked again every
+// DefaultPoll.
+type Poller interface {
+	PollInterval() time.Duration
 }

@@ -1,7 +1,30 @@
 // Package schedule computes when secrets are due: intervals and cron rules,
-// rotation windows, jitter, overdue checks, and the cron-driven ticker of
-// the daemon. Apart from the Ticker it is pure: no clock, no database, no
-// goroutines; callers pass now and store the result.
+// rotation windows, jitter, retries after a failed run, overdue checks, and
+// the cron-driven ticker of the daemon. Apart from the Ticker it is pure: no
+// clock, no database, no goroutines; callers pass now and store the result.
+// Rules compiles them from a loaded policies file.
+//
+// # The one answer: Rule.Due
+//
+// Rule.Due(secretID, History, now) is the only function that says when a
+// secret is next due; its answer is stored in one column
+// (rotator_secrets.next_due_at) and every reader shows that. History is
+// what the state records of the secret; the precedence is:
+//
+//  1. Quarantined: no due time at all, until `rotator resume`.
+//  2. A failed last run (LastFailure, when the failed attempt began):
+//     LastFailure + RetryAfter (retry.next_run), moved into the window,
+//     plus the jitter, as steps 2 and 3 below.
+//  3. Pinned: a time recorded once and never recomputed (a never-rotated
+//     secret's first due time, the "due now" of a resume).
+//  4. A last success: Next(LastSuccess), below.
+//  5. Never rotated: Next from Adopted (adopt_age) or from now. This is the
+//     only answer that depends on now; the caller records it and passes it
+//     back as Pinned from then on.
+//
+// So the answer for a recorded history is the same whenever, and wherever,
+// it is computed: by the engine after a run, by the schedule sync of `run
+// --due` and of the daemon, and by plan, status and the dry run.
 //
 // # How a due time is computed
 //
@@ -34,7 +57,8 @@
 // concurrency limit spaces them.
 //
 // For a never-rotated secret the result depends on now; compute it once and
-// store it (the durable due set lives in the database), or it slides.
+// store it (the durable due set lives in the database), or it slides: Due
+// does this through History.Pinned.
 //
 // # Jitter
 //

@@ -39,6 +39,9 @@ type Rule struct {
 	// Jitter is the maximum spread added after the window, derived from
 	// the secret id; 0 disables it.
 	Jitter time.Duration
+	// RetryAfter (retry.next_run) is how long after a failed attempt began
+	// the secret is due again (see Due).
+	RetryAfter time.Duration
 	// Loc is the zone for Cron and for whole-day intervals; nil means the
 	// window's zone, then UTC.
 	Loc *time.Location
@@ -129,16 +132,28 @@ func (r Rule) Next(secretID string, lastSuccess, now time.Time) (time.Time, Expl
 		ex.Reason += fmt.Sprintf(" + %s = %s", fmtDuration(r.Interval), fmtTime(base))
 	}
 	ex.Base = base
+	due, err := r.place(secretID, base, &ex)
+	if err != nil {
+		return time.Time{}, ex, err
+	}
+	if !lastSuccess.IsZero() && due.Before(now) {
+		ex.Steps = append(ex.Steps, fmt.Sprintf("overdue since %s: starts at the first tick inside the window", fmtTime(due.In(loc))))
+	}
+	return due.In(loc), ex, nil
+}
 
+// place moves base into the window and adds the jitter kept inside that
+// stretch of the window (steps 2 and 3 of Next), noting each move in ex.
+func (r Rule) place(secretID string, base time.Time, ex *Explanation) (time.Time, error) {
+	loc := r.location()
 	due, ok := r.Window.firstAllowed(base, Horizon)
 	if !ok {
-		return time.Time{}, ex, fmt.Errorf("secret %q: window %s is closed for %d days after %s: %w",
-			secretID, r.Window, Horizon/day, fmtTime(base), ErrNoSlot)
+		return time.Time{}, fmt.Errorf("secret %q: window %s is closed for %d days after %s: %w",
+			secretID, r.Window, Horizon/day, fmtTime(base.In(loc)), ErrNoSlot)
 	}
 	if !due.Equal(base) {
 		ex.Steps = append(ex.Steps, fmt.Sprintf("moved to the window %s: %s", r.Window, fmtTime(due.In(loc))))
 	}
-
 	if r.Jitter > 0 {
 		span, note := r.Jitter, ""
 		if r.Window != nil {
@@ -152,10 +167,7 @@ func (r Rule) Next(secretID string, lastSuccess, now time.Time) (time.Time, Expl
 		due = due.Add(j)
 		ex.Steps = append(ex.Steps, fmt.Sprintf("jitter +%s (%s%s) = %s", fmtDuration(j), from, note, fmtTime(due.In(loc))))
 	}
-	if !lastSuccess.IsZero() && due.Before(now) {
-		ex.Steps = append(ex.Steps, fmt.Sprintf("overdue since %s: starts at the first tick inside the window", fmtTime(due.In(loc))))
-	}
-	return due.In(loc), ex, nil
+	return due, nil
 }
 
 // addInterval adds d to t: whole days as calendar days in loc, anything

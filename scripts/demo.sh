@@ -3,8 +3,11 @@
 # checks passwords, create a demo role "app" with a table, turn it into a
 # blue/green pair, rotate it twice with the files store (the policies.yaml at
 # the repository root), log in with what the store holds each time, and show
-# status and history. Everything lives under .demo/ and .rotator/ and is
-# removed at the end (set KEEP=1 to keep the cluster running).
+# status and history, then start the daemon with its status page and print
+# the page's address (DEMO_PAGE, default 127.0.0.1:8080; on a terminal the
+# demo waits for Enter so the page can be opened). Everything lives under
+# .demo/ and .rotator/ and is removed at the end (set KEEP=1 to keep the
+# cluster running).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin/rotator}
@@ -13,7 +16,9 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 rm -rf .rotator/secrets
 mkdir -p .demo
 eval "$(go run ./internal/pgtest/pgcluster start --dir .demo)"
+daemon_pid=
 cleanup() {
+  if [ -n "$daemon_pid" ]; then kill "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true; fi
   if [ "${KEEP:-}" != 1 ]; then go run ./internal/pgtest/pgcluster stop --dir .demo; fi
 }
 trap cleanup EXIT
@@ -70,4 +75,24 @@ say "no plaintext in the state database"
 pw=$(python3 -c 'import json; print(json.load(open(".rotator/secrets/db/postgres.json"))["password"])')
 if pg_dump "$DATABASE_URL" | grep -qF "$pw"; then echo "FOUND the password in the state database"; exit 1; fi
 echo "pg_dump of the state database does not contain the current password"
+
+page=${DEMO_PAGE:-127.0.0.1:8080}
+say "rotator daemon --status-page --status-page-listen $page"
+$BIN daemon --listen 127.0.0.1:0 --tick '@every 1m' --status-page --status-page-listen "$page" 2>.demo/daemon.log &
+daemon_pid=$!
+for _ in $(seq 100); do
+  if curl -fsS "http://$page/" >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$daemon_pid" 2>/dev/null; then
+    echo "the daemon stopped (is $page taken? set DEMO_PAGE=127.0.0.1:PORT):"; cat .demo/daemon.log; exit 1
+  fi
+  sleep 0.2
+done
+runs=$(curl -fsS "http://$page/secrets/db/postgres" | grep -c 'data-status="succeeded"' || true)
+echo "the status page lists db/postgres with its $runs succeeded runs (read-only; no secret value on it)"
+echo
+echo "    open http://$page/"
+echo
+if [ -t 0 ]; then
+  read -r -p "press Enter to stop the daemon and end the demo " _
+fi
 say "demo done"

@@ -11,7 +11,9 @@
 // previous version metadata, last outcome, next due time), rotator_runs (one
 // row per rotation or rollback), rotator_steps (the journal: a row written
 // before each external action, completed after it), rotator_audit
-// (append-only: a trigger rejects UPDATE and DELETE) and rotator_leases.
+// (append-only: a trigger rejects UPDATE and DELETE), rotator_leases and
+// rotator_schedule_sync (one row: the key of the last schedule sync, so a
+// tick with unchanged policies skips it).
 //
 // # No plaintext
 //
@@ -23,15 +25,25 @@
 // # Leases and fencing
 //
 // A per-secret lease (AcquireLease) makes a run advance in one place at a
-// time. Each takeover increments the lease's token; InTx locks the lease row
-// and compares the token before any write, so a process that lost its lease
-// (it stalled past the expiry and another took over) cannot write. InBatch
-// does the same in one round trip: its writes are pipelined behind a fence
+// time. Each takeover increments the lease's token.
+//
+// # One write path
+//
+// Every write of a run's state goes through InBatch: its writes (Batch
+// methods, each holding its SQL once) are pipelined behind a fence
 // statement that locks the lease row and fails on a stale token, and the
-// server runs the pipeline as one implicit transaction (the engine's hot
-// path uses it; InTx remains for writes that need results in between). A
-// unique index allows one unfinished run per secret, as a second line of
-// defence.
+// server runs the pipeline as one implicit transaction, in one round trip.
+// So a process that lost its lease (it stalled past the expiry and another
+// took over) cannot write, and a batch lands whole or not at all. A unique
+// index allows one unfinished run per secret, as a second line of
+// defence. Writes that need no lease (SyncSecrets, SetNextDue,
+// RecordScheduleSync, Resume, the notification episodes) are DB methods.
+//
+// # Typed values
+//
+// Run statuses, step names, step outcomes, triggers and secret statuses are
+// typed constants (types.go); nothing else spells them.
+//
 // After taking a lease, callers re-read the secret and its active run
 // before deciding what to do.
 package state

@@ -18,73 +18,66 @@ type Meta struct {
 
 // Secret is a managed secret's durable state.
 type Secret struct {
-	ID                  string     `json:"id"`
-	Class               string     `json:"class"`
-	Status              string     `json:"status"`
-	CurrentVersion      int64      `json:"current_version"`
-	CurrentRunID        string     `json:"current_run_id,omitempty"`
-	Current             Meta       `json:"current"`
-	PreviousVersion     int64      `json:"previous_version"`
-	PreviousRunID       string     `json:"previous_run_id,omitempty"`
-	Previous            Meta       `json:"previous"`
-	LastSuccessAt       *time.Time `json:"last_success_at,omitempty"`
-	LastAttemptAt       *time.Time `json:"last_attempt_at,omitempty"`
-	LastOutcome         string     `json:"last_outcome,omitempty"`
-	LastError           string     `json:"last_error,omitempty"`
-	ConsecutiveFailures int        `json:"consecutive_failures"`
-	NextDueAt           *time.Time `json:"next_due_at,omitempty"`
-	CreatedAt           time.Time  `json:"created_at"`
-	UpdatedAt           time.Time  `json:"updated_at"`
+	ID                  string       `json:"id"`
+	Class               string       `json:"class"`
+	Status              SecretStatus `json:"status"`
+	CurrentVersion      int64        `json:"current_version"`
+	CurrentRunID        string       `json:"current_run_id,omitempty"`
+	Current             Meta         `json:"current"`
+	PreviousVersion     int64        `json:"previous_version"`
+	PreviousRunID       string       `json:"previous_run_id,omitempty"`
+	Previous            Meta         `json:"previous"`
+	LastSuccessAt       *time.Time   `json:"last_success_at,omitempty"`
+	LastAttemptAt       *time.Time   `json:"last_attempt_at,omitempty"`
+	LastOutcome         RunStatus    `json:"last_outcome,omitempty"`
+	LastError           string       `json:"last_error,omitempty"`
+	ConsecutiveFailures int          `json:"consecutive_failures"`
+	NextDueAt           *time.Time   `json:"next_due_at,omitempty"`
+	CreatedAt           time.Time    `json:"created_at"`
+	UpdatedAt           time.Time    `json:"updated_at"`
 }
-
-// Run statuses.
-const (
-	RunRunning    = "running"
-	RunWaiting    = "waiting"
-	RunSucceeded  = "succeeded"
-	RunFailed     = "failed"
-	RunRolledBack = "rolled_back"
-)
 
 // Run is one rotation (or rollback) of a secret.
 type Run struct {
-	ID             string     `json:"id"`
-	SecretID       string     `json:"secret_id"`
-	Trigger        string     `json:"trigger"`
-	Attempt        int        `json:"attempt"`
-	Status         string     `json:"status"`
-	Step           string     `json:"step"`
-	Version        int64      `json:"version"`
-	Old            Meta       `json:"old"`
-	New            Meta       `json:"new"`
-	Sealed         []byte     `json:"-"`
-	Holder         string     `json:"holder,omitempty"`
-	PublishedAt    *time.Time `json:"published_at,omitempty"`
-	RetiredAt      *time.Time `json:"retired_at,omitempty"`
-	VerifyDeadline *time.Time `json:"verify_deadline,omitempty"`
-	MonitorUntil   *time.Time `json:"monitor_until,omitempty"`
-	WaitUntil      *time.Time `json:"wait_until,omitempty"`
-	Detail         string     `json:"detail,omitempty"`
-	Error          string     `json:"error,omitempty"`
-	StartedAt      time.Time  `json:"started_at"`
-	UpdatedAt      time.Time  `json:"updated_at"`
-	FinishedAt     *time.Time `json:"finished_at,omitempty"`
-	Steps          []Step     `json:"steps,omitempty"`
+	ID             string         `json:"id"`
+	SecretID       string         `json:"secret_id"`
+	Trigger        Trigger        `json:"trigger"`
+	Attempt        int            `json:"attempt"`
+	Status         RunStatus      `json:"status"`
+	Step           Step           `json:"step"`
+	Version        int64          `json:"version"`
+	Old            Meta           `json:"old"`
+	New            Meta           `json:"new"`
+	Sealed         []byte         `json:"-"`
+	Holder         string         `json:"holder,omitempty"`
+	PublishedAt    *time.Time     `json:"published_at,omitempty"`
+	RetiredAt      *time.Time     `json:"retired_at,omitempty"`
+	VerifyDeadline *time.Time     `json:"verify_deadline,omitempty"`
+	MonitorUntil   *time.Time     `json:"monitor_until,omitempty"`
+	WaitUntil      *time.Time     `json:"wait_until,omitempty"`
+	Detail         string         `json:"detail,omitempty"`
+	Error          string         `json:"error,omitempty"`
+	StartedAt      time.Time      `json:"started_at"`
+	UpdatedAt      time.Time      `json:"updated_at"`
+	FinishedAt     *time.Time     `json:"finished_at,omitempty"`
+	Steps          []JournalEntry `json:"steps,omitempty"`
 }
 
 // Active reports whether the run is unfinished.
-func (r *Run) Active() bool { return r.Status == RunRunning || r.Status == RunWaiting }
+func (r *Run) Active() bool {
+	return r.Status == RunRunning || r.Status == RunWaiting || r.Status == RunNeedsAttention
+}
 
-// Step is one journal entry: written before an external action (intent),
-// completed after it (outcome).
-type Step struct {
+// JournalEntry is one step of the journal: written before an external
+// action (intent), completed after it (outcome).
+type JournalEntry struct {
 	ID         int64      `json:"id"`
 	RunID      string     `json:"run_id"`
-	Step       string     `json:"step"`
+	Step       Step       `json:"step"`
 	Attempt    int        `json:"attempt"`
 	StartedAt  time.Time  `json:"started_at"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
-	Outcome    string     `json:"outcome,omitempty"`
+	Outcome    Outcome    `json:"outcome,omitempty"`
 	Error      string     `json:"error,omitempty"`
 	Detail     string     `json:"detail,omitempty"`
 }
@@ -133,6 +126,8 @@ const secretCols = `id, class, status, current_version, coalesce(current_run_id,
 	previous_version, coalesce(previous_run_id,''), previous_meta, last_success_at, last_attempt_at,
 	coalesce(last_outcome,''), coalesce(last_error,''), consecutive_failures, next_due_at, created_at, updated_at`
 
+const secretByIDSQL = `SELECT ` + secretCols + ` FROM rotator_secrets WHERE id = $1`
+
 func scanSecret(row pgx.Row) (Secret, error) {
 	var s Secret
 	err := row.Scan(&s.ID, &s.Class, &s.Status, &s.CurrentVersion, &s.CurrentRunID, &s.Current,
@@ -146,11 +141,56 @@ func scanSecret(row pgx.Row) (Secret, error) {
 
 // Secret reads one secret; ErrNotFound when it has no row.
 func (db *DB) Secret(ctx context.Context, id string) (Secret, error) {
-	s, err := scanSecret(db.pool.QueryRow(ctx, `SELECT `+secretCols+` FROM rotator_secrets WHERE id = $1`, id))
+	s, err := scanSecret(db.pool.QueryRow(ctx, secretByIDSQL, id))
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		err = fmt.Errorf("read secret %s: %w", id, err)
 	}
 	return s, err
+}
+
+// SecretsByID reads the secrets with the given ids, ordered by id; an id
+// with no row is left out. Callers that go over every secret read them in
+// batches of ids with it (a schedule sync at 100,000 secrets holds one
+// batch at a time, not every row).
+func (db *DB) SecretsByID(ctx context.Context, ids []string) ([]Secret, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := db.pool.Query(ctx, `SELECT `+secretCols+` FROM rotator_secrets WHERE id = ANY($1::text[]) ORDER BY id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read secrets: %w", err)
+	}
+	defer rows.Close()
+	out := make([]Secret, 0, len(ids))
+	for rows.Next() {
+		s, err := scanSecret(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// SecretsAfter reads at most limit secrets whose id sorts after after
+// ("": from the first), ordered by id: a page of Secrets, so that a scan
+// of every secret holds one page at a time (the primary key gives the
+// order; no offset to skip).
+func (db *DB) SecretsAfter(ctx context.Context, after string, limit int) ([]Secret, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+secretCols+` FROM rotator_secrets WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list secrets: %w", err)
+	}
+	defer rows.Close()
+	out := make([]Secret, 0, min(limit, 1024))
+	for rows.Next() {
+		s, err := scanSecret(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
 }
 
 // Secrets reads every secret, ordered by id.
@@ -175,6 +215,8 @@ const runCols = `id, secret_id, trigger, attempt, status, step, version, old_met
 	coalesce(holder,''), published_at, retired_at, verify_deadline, monitor_until, wait_until,
 	coalesce(detail,''), coalesce(error,''), started_at, updated_at, finished_at`
 
+const activeRunOfSQL = `SELECT ` + runCols + ` FROM rotator_runs WHERE secret_id = $1 AND ` + activeRunSQL
+
 func scanRun(row pgx.Row) (*Run, error) {
 	var r Run
 	err := row.Scan(&r.ID, &r.SecretID, &r.Trigger, &r.Attempt, &r.Status, &r.Step, &r.Version, &r.Old, &r.New,
@@ -191,8 +233,7 @@ func scanRun(row pgx.Row) (*Run, error) {
 
 // ActiveRun returns the secret's unfinished run, or nil.
 func (db *DB) ActiveRun(ctx context.Context, secretID string) (*Run, error) {
-	r, err := scanRun(db.pool.QueryRow(ctx, `SELECT `+runCols+` FROM rotator_runs
-		WHERE secret_id = $1 AND status IN ('running','waiting')`, secretID))
+	r, err := scanRun(db.pool.QueryRow(ctx, activeRunOfSQL, secretID))
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
 	}
@@ -246,7 +287,7 @@ func (db *DB) Runs(ctx context.Context, secretID string, limit int) ([]*Run, err
 	}
 	defer srows.Close()
 	for srows.Next() {
-		var s Step
+		var s JournalEntry
 		if err := srows.Scan(&s.ID, &s.RunID, &s.Step, &s.Attempt, &s.StartedAt, &s.FinishedAt, &s.Outcome, &s.Error, &s.Detail); err != nil {
 			return nil, err
 		}
@@ -274,7 +315,8 @@ func (db *DB) AuditLog(ctx context.Context, secretID string) ([]Audit, error) {
 	return out, rows.Err()
 }
 
-// Lease is a secret's lease held by one process; Token fences its writes.
+// Lease is a secret's lease held by one holder; Token fences its writes
+// and, carried to the target (rotation.Fence), its actions there.
 type Lease struct {
 	SecretID  string
 	Holder    string
@@ -282,17 +324,72 @@ type Lease struct {
 	ExpiresAt time.Time
 }
 
-// AcquireLease takes the secret's lease for ttl, when it is free, expired,
-// or already this holder's. ErrLeaseHeld otherwise (the returned Lease then
-// describes the current holder).
+// leaseTokenSQL is a new lease's token: above the row's last token and at
+// least the state database's clock in microseconds, so tokens keep growing
+// even after the state database is restored from a backup (a target that
+// remembers the highest token it saw would otherwise refuse every action).
+const leaseTokenSQL = `(extract(epoch from clock_timestamp()) * 1000000)::bigint`
+
+// AcquireLease takes the secret's lease for ttl when it is free or expired.
+// A live lease is never re-entered, not even by the same holder (holders
+// are unique per run: rotation.Engine names each run's holder). Each
+// acquisition gets a larger token. ErrLeaseHeld when the lease is live (the
+// returned Lease then describes the current holder).
 func (db *DB) AcquireLease(ctx context.Context, secretID, holder string, ttl time.Duration) (Lease, error) {
 	l := Lease{SecretID: secretID, Holder: holder}
-	err := db.pool.QueryRow(ctx, `
+	err := db.pool.QueryRow(ctx, acquireLeaseSQL, secretID, holder, ttl.String()).Scan(&l.Token, &l.ExpiresAt)
+	return db.acquired(ctx, l, err)
+}
+
+const acquireLeaseSQL = `
 		INSERT INTO rotator_leases AS l (secret_id, holder, token, expires_at)
-		VALUES ($1, $2, 1, now() + $3::interval)
-		ON CONFLICT (secret_id) DO UPDATE SET holder = EXCLUDED.holder, token = l.token + 1, expires_at = EXCLUDED.expires_at
-		WHERE l.expires_at < now() OR l.holder = EXCLUDED.holder
-		RETURNING token, expires_at`, secretID, holder, ttl.String()).Scan(&l.Token, &l.ExpiresAt)
+		VALUES ($1, $2, ` + leaseTokenSQL + `, now() + $3::interval)
+		ON CONFLICT (secret_id) DO UPDATE SET holder = EXCLUDED.holder,
+			token = greatest(l.token + 1, EXCLUDED.token), expires_at = EXCLUDED.expires_at
+		WHERE l.expires_at < now()
+		RETURNING token, expires_at`
+
+// Snapshot is what a run starts from: the secret, its unfinished run (nil
+// when none) and the highest version its runs recorded.
+type Snapshot struct {
+	Secret     Secret
+	Run        *Run
+	MaxVersion int64
+}
+
+// AcquireLeaseAndRead is AcquireLease and SecretRunAndMaxVersion in one
+// round trip: the reads follow the acquisition in the same implicit
+// transaction, so they see the state as of holding the lease (runs are
+// only written under it). When the lease is held elsewhere the reads are
+// discarded and the error is ErrLeaseHeld, as from AcquireLease; a secret
+// not in the state database gives the lease and ErrNotFound.
+func (db *DB) AcquireLeaseAndRead(ctx context.Context, secretID, holder string, ttl time.Duration) (Lease, Snapshot, error) {
+	l := Lease{SecretID: secretID, Holder: holder}
+	var (
+		b    pgx.Batch
+		lerr error
+		snap Snapshot
+	)
+	b.Queue(acquireLeaseSQL, secretID, holder, ttl.String()).QueryRow(func(row pgx.Row) error {
+		lerr = row.Scan(&l.Token, &l.ExpiresAt)
+		return nil
+	})
+	read := queueSecretAndActiveRun(&b, secretID, true, &snap)
+	if err := db.pool.SendBatch(ctx, &b).Close(); err != nil {
+		// One implicit transaction: nothing of it holds, the lease
+		// neither.
+		return Lease{SecretID: secretID, Holder: holder}, Snapshot{}, fmt.Errorf("acquire lease on %s: %w", secretID, err)
+	}
+	l, err := db.acquired(ctx, l, lerr)
+	if err != nil {
+		return l, Snapshot{}, err
+	}
+	return l, snap, read()
+}
+
+// acquired turns the answer of acquireLeaseSQL into AcquireLease's.
+func (db *DB) acquired(ctx context.Context, l Lease, err error) (Lease, error) {
+	secretID := l.SecretID
 	if errors.Is(err, pgx.ErrNoRows) {
 		cur := Lease{SecretID: secretID}
 		_ = db.pool.QueryRow(ctx, `SELECT holder, token, expires_at FROM rotator_leases WHERE secret_id = $1`, secretID).
@@ -305,141 +402,32 @@ func (db *DB) AcquireLease(ctx context.Context, secretID, holder string, ttl tim
 	return l, nil
 }
 
-// RenewLease extends a held lease; ErrLeaseLost when another took it.
+// RenewLease extends a held lease by ttl from now; ErrLeaseLost when
+// another holder took it, or it expired or was released. The caller bounds it with a deadline (a frozen
+// connection must not hold a renewal past the point where the lease would
+// have to be given up).
 func (db *DB) RenewLease(ctx context.Context, l *Lease, ttl time.Duration) error {
+	// An expired (or released) lease is not extended: its holder must
+	// have stopped, and another may take it any moment.
 	err := db.pool.QueryRow(ctx, `UPDATE rotator_leases SET expires_at = now() + $3::interval
-		WHERE secret_id = $1 AND token = $2 RETURNING expires_at`, l.SecretID, l.Token, ttl.String()).Scan(&l.ExpiresAt)
+		WHERE secret_id = $1 AND token = $2 AND expires_at > now() RETURNING expires_at`, l.SecretID, l.Token, ttl.String()).Scan(&l.ExpiresAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ErrLeaseLost
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("renew lease on %s: %w", l.SecretID, err)
+	}
+	return nil
 }
+
+const releaseLeaseSQL = `UPDATE rotator_leases SET expires_at = now() - interval '1 second'
+		WHERE secret_id = $1 AND token = $2`
 
 // ReleaseLease gives the lease up (if it is still ours).
 func (db *DB) ReleaseLease(ctx context.Context, l Lease) error {
-	_, err := db.pool.Exec(ctx, `UPDATE rotator_leases SET expires_at = now() - interval '1 second'
-		WHERE secret_id = $1 AND token = $2`, l.SecretID, l.Token)
-	return err
-}
-
-// Tx is a fenced transaction: it only commits while the lease is still the
-// caller's.
-type Tx struct {
-	tx    pgx.Tx
-	lease Lease
-	actor string
-}
-
-// InTx runs fn in a transaction fenced by lease: the lease row is locked and
-// its token compared first, so a process whose lease was taken over cannot
-// write. Returns ErrLeaseLost in that case.
-func (db *DB) InTx(ctx context.Context, lease Lease, fn func(*Tx) error) error {
-	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		var token int64
-		err := tx.QueryRow(ctx, `SELECT token FROM rotator_leases WHERE secret_id = $1 FOR UPDATE`, lease.SecretID).Scan(&token)
-		if errors.Is(err, pgx.ErrNoRows) || (err == nil && token != lease.Token) {
-			return ErrLeaseLost
-		}
-		if err != nil {
-			return err
-		}
-		return fn(&Tx{tx: tx, lease: lease, actor: lease.Holder})
-	})
-}
-
-// InsertRun records a new run. ErrRunActive when the secret already has an
-// unfinished one.
-func (t *Tx) InsertRun(ctx context.Context, r *Run) error {
-	err := t.tx.QueryRow(ctx, `INSERT INTO rotator_runs (id, secret_id, trigger, attempt, status, step, version,
-		old_meta, new_meta, holder, started_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10, now(), now())
-		RETURNING started_at, updated_at`,
-		r.ID, r.SecretID, r.Trigger, r.Attempt, r.Status, r.Step, r.Version, r.Old, r.New, t.actor).Scan(&r.StartedAt, &r.UpdatedAt)
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-		return ErrRunActive
-	}
+	_, err := db.pool.Exec(ctx, releaseLeaseSQL, l.SecretID, l.Token)
 	if err != nil {
-		return fmt.Errorf("insert run: %w", err)
-	}
-	_, err = t.tx.Exec(ctx, `UPDATE rotator_secrets SET last_attempt_at = now(), updated_at = now() WHERE id = $1`, r.SecretID)
-	return err
-}
-
-// UpdateRun writes every mutable field of r.
-func (t *Tx) UpdateRun(ctx context.Context, r *Run) error {
-	tag, err := t.tx.Exec(ctx, `UPDATE rotator_runs SET status=$2, step=$3, old_meta=$4, new_meta=$5, sealed=$6,
-		holder=$7, published_at=$8, retired_at=$9, verify_deadline=$10, monitor_until=$11, wait_until=$12,
-		detail=$13, error=$14, finished_at=$15, attempt=$16, updated_at=now() WHERE id=$1`,
-		r.ID, r.Status, r.Step, r.Old, r.New, r.Sealed, t.actor, r.PublishedAt, r.RetiredAt, r.VerifyDeadline,
-		r.MonitorUntil, r.WaitUntil, nullIfEmpty(r.Detail), nullIfEmpty(r.Error), r.FinishedAt, r.Attempt)
-	if err != nil {
-		return fmt.Errorf("update run %s: %w", r.ID, err)
-	}
-	if tag.RowsAffected() != 1 {
-		return fmt.Errorf("update run %s: %w", r.ID, ErrNotFound)
-	}
-	return nil
-}
-
-// StartStep writes a step's intent and returns its id.
-func (t *Tx) StartStep(ctx context.Context, runID, step string, attempt int) (int64, error) {
-	var id int64
-	err := t.tx.QueryRow(ctx, `INSERT INTO rotator_steps (run_id, step, attempt, started_at) VALUES ($1,$2,$3, now()) RETURNING id`,
-		runID, step, attempt).Scan(&id)
-	if err != nil {
-		return 0, fmt.Errorf("journal step %s: %w", step, err)
-	}
-	return id, nil
-}
-
-// FinishStep records a step's outcome.
-func (t *Tx) FinishStep(ctx context.Context, id int64, outcome, errText, detail string) error {
-	_, err := t.tx.Exec(ctx, `UPDATE rotator_steps SET finished_at = now(), outcome = $2, error = $3, detail = $4 WHERE id = $1`,
-		id, outcome, nullIfEmpty(errText), nullIfEmpty(detail))
-	if err != nil {
-		return fmt.Errorf("journal step outcome: %w", err)
-	}
-	return nil
-}
-
-// SetCurrent records that the stores now hold version/runID/meta as current
-// (after a publish or a rollback).
-func (t *Tx) SetCurrent(ctx context.Context, secretID string, version int64, runID string, cur Meta, prevVersion int64, prevRunID string, prev Meta) error {
-	_, err := t.tx.Exec(ctx, `UPDATE rotator_secrets SET current_version=$2, current_run_id=$3, current_meta=$4,
-		previous_version=$5, previous_run_id=$6, previous_meta=$7, updated_at=now() WHERE id=$1`,
-		secretID, version, nullIfEmpty(runID), cur, prevVersion, nullIfEmpty(prevRunID), prev)
-	if err != nil {
-		return fmt.Errorf("record current version of %s: %w", secretID, err)
-	}
-	return nil
-}
-
-// RecordOutcome records how a run ended on the secret: success resets the
-// failure count and sets last_success_at; failure counts up.
-func (t *Tx) RecordOutcome(ctx context.Context, secretID, outcome, errText string, nextDue *time.Time) error {
-	var err error
-	if outcome == RunSucceeded {
-		// A success (a person's manual run included) also lifts a
-		// quarantine: whatever caused the failures is fixed.
-		_, err = t.tx.Exec(ctx, `UPDATE rotator_secrets SET last_success_at = now(), last_outcome = $2, last_error = NULL,
-			consecutive_failures = 0, next_due_at = $3, status = 'active', updated_at = now() WHERE id = $1`, secretID, outcome, nextDue)
-	} else {
-		_, err = t.tx.Exec(ctx, `UPDATE rotator_secrets SET last_outcome = $2, last_error = $3,
-			consecutive_failures = consecutive_failures + CASE WHEN $2 = 'failed' THEN 1 ELSE 0 END,
-			next_due_at = coalesce($4, next_due_at), updated_at = now() WHERE id = $1`, secretID, outcome, nullIfEmpty(errText), nextDue)
-	}
-	if err != nil {
-		return fmt.Errorf("record outcome of %s: %w", secretID, err)
-	}
-	return nil
-}
-
-// Audit appends to the audit log.
-func (t *Tx) Audit(ctx context.Context, secretID, runID, action, detail string) error {
-	_, err := t.tx.Exec(ctx, `INSERT INTO rotator_audit (secret_id, run_id, actor, action, detail) VALUES ($1,$2,$3,$4,$5)`,
-		secretID, nullIfEmpty(runID), t.actor, action, nullIfEmpty(detail))
-	if err != nil {
-		return fmt.Errorf("audit: %w", err)
+		return fmt.Errorf("release lease on %s: %w", l.SecretID, err)
 	}
 	return nil
 }
@@ -455,7 +443,7 @@ func nullIfEmpty(s string) any {
 // server in a single round trip (a pgx pipeline ending in one Sync, which
 // the server runs as one implicit transaction: all of it commits or none).
 // The first statement locks the lease row and fails unless its token is
-// still the caller's, exactly as InTx does, so a process whose lease was
+// still the caller's, so a process whose lease was
 // taken over cannot write. Results (ids, timestamps) are filled in when
 // InBatch returns.
 type Batch struct {
@@ -498,23 +486,32 @@ const (
 	updateRunSQL    = `UPDATE rotator_runs SET status=$2, step=$3, old_meta=$4, new_meta=$5, sealed=$6,
 		holder=$7, published_at=$8, retired_at=$9, verify_deadline=$10, monitor_until=$11, wait_until=$12,
 		detail=$13, error=$14, finished_at=$15, attempt=$16, updated_at=now() WHERE id=$1`
-	startStepSQL  = `INSERT INTO rotator_steps (run_id, step, attempt, started_at) VALUES ($1,$2,$3, now()) RETURNING id`
-	finishStepSQL = `UPDATE rotator_steps SET finished_at = now(), outcome = $2, error = $3, detail = $4 WHERE id = $1`
+	startStepSQL   = `INSERT INTO rotator_steps (run_id, step, attempt, started_at) VALUES ($1,$2,$3, now()) RETURNING id`
+	finishStepSQL  = `UPDATE rotator_steps SET finished_at = now(), outcome = $2, error = $3, detail = $4 WHERE id = $1`
+	journalStepSQL = `INSERT INTO rotator_steps (run_id, step, attempt, started_at, finished_at, outcome, error, detail)
+		VALUES ($1,$2,$3, now(), now(), $4, $5, $6)`
 	setCurrentSQL = `UPDATE rotator_secrets SET current_version=$2, current_run_id=$3, current_meta=$4,
 		previous_version=$5, previous_run_id=$6, previous_meta=$7, updated_at=now() WHERE id=$1`
 	successSQL = `UPDATE rotator_secrets SET last_success_at = now(), last_outcome = $2, last_error = NULL,
-		consecutive_failures = 0, next_due_at = $3, updated_at = now() WHERE id = $1`
-	auditSQL = `INSERT INTO rotator_audit (secret_id, run_id, actor, action, detail) VALUES ($1,$2,$3,$4,$5)`
+		consecutive_failures = 0, next_due_at = $3, status = $4, updated_at = now() WHERE id = $1`
+	failureSQL = `UPDATE rotator_secrets SET last_outcome = $2, last_error = $3,
+		consecutive_failures = consecutive_failures + $4, next_due_at = coalesce($5, next_due_at), updated_at = now()
+		WHERE id = $1`
+	setStatusSQL = `UPDATE rotator_secrets SET status = $2, updated_at = now() WHERE id = $1`
+	auditSQL     = `INSERT INTO rotator_audit (secret_id, run_id, actor, action, detail) VALUES ($1,$2,$3,$4,$5)`
 )
 
-// InsertRun queues Tx.InsertRun.
+// InsertRun records a new run and the secret's last attempt time.
+// InBatch returns ErrRunActive when the secret already has an unfinished
+// run. r.StartedAt and r.UpdatedAt are set when the batch has run.
 func (b *Batch) InsertRun(r *Run) {
 	b.b.Queue(insertRunSQL, r.ID, r.SecretID, r.Trigger, r.Attempt, r.Status, r.Step, r.Version, r.Old, r.New, b.actor).
 		QueryRow(func(row pgx.Row) error { return row.Scan(&r.StartedAt, &r.UpdatedAt) })
 	b.b.Queue(touchAttemptSQL, r.SecretID)
 }
 
-// UpdateRun queues Tx.UpdateRun.
+// UpdateRun writes every mutable field of r; the batch fails with
+// ErrNotFound when r has no row.
 func (b *Batch) UpdateRun(r *Run) {
 	b.b.Queue(updateRunSQL, r.ID, r.Status, r.Step, r.Old, r.New, r.Sealed, b.actor, r.PublishedAt, r.RetiredAt, r.VerifyDeadline,
 		r.MonitorUntil, r.WaitUntil, nullIfEmpty(r.Detail), nullIfEmpty(r.Error), r.FinishedAt, r.Attempt).
@@ -526,27 +523,66 @@ func (b *Batch) UpdateRun(r *Run) {
 		})
 }
 
-// StartStep queues Tx.StartStep; *id is set when the batch has run.
-func (b *Batch) StartStep(runID, step string, attempt int, id *int64) {
+// StartStep journals a step's intent, before its external action; *id is
+// set when the batch has run.
+func (b *Batch) StartStep(runID string, step Step, attempt int, id *int64) {
 	b.b.Queue(startStepSQL, runID, step, attempt).QueryRow(func(row pgx.Row) error { return row.Scan(id) })
 }
 
-// FinishStep queues Tx.FinishStep.
-func (b *Batch) FinishStep(id int64, outcome, errText, detail string) {
+// FinishStep journals a step's outcome, after its external action.
+func (b *Batch) FinishStep(id int64, outcome Outcome, errText, detail string) {
 	b.b.Queue(finishStepSQL, id, outcome, nullIfEmpty(errText), nullIfEmpty(detail))
 }
 
-// SetCurrent queues Tx.SetCurrent.
+// JournalStep journals a step that has no external action of its own (a
+// verify decision): its intent and outcome in one row.
+func (b *Batch) JournalStep(runID string, step Step, attempt int, outcome Outcome, errText, detail string) {
+	b.b.Queue(journalStepSQL, runID, step, attempt, outcome, nullIfEmpty(errText), nullIfEmpty(detail))
+}
+
+// SetCurrent records that the stores now hold version/runID/meta as current
+// (after a publish or a rollback).
 func (b *Batch) SetCurrent(secretID string, version int64, runID string, cur Meta, prevVersion int64, prevRunID string, prev Meta) {
 	b.b.Queue(setCurrentSQL, secretID, version, nullIfEmpty(runID), cur, prevVersion, nullIfEmpty(prevRunID), prev)
 }
 
-// RecordSuccess queues Tx.RecordOutcome for a run that succeeded.
+// RecordSuccess records a run that succeeded on its secret: last success
+// now, failure count reset, next due at nextDue (nil: none), and the
+// secret active. A success (a person's manual run included) lifts a
+// quarantine: whatever caused the failures is fixed.
 func (b *Batch) RecordSuccess(secretID string, nextDue *time.Time) {
-	b.b.Queue(successSQL, secretID, RunSucceeded, nextDue)
+	b.b.Queue(successSQL, secretID, RunSucceeded, nextDue, SecretActive)
 }
 
-// Audit queues Tx.Audit.
+// RecordFailure records a run that ended without success on its secret:
+// outcome is RunFailed (the failure count goes up) or RunRolledBack (it
+// does not: the rotation worked, its credential did not last). retryAt,
+// when not nil, is the secret's next due time; nil keeps the one on
+// record. The status (active or quarantined) is left alone: Quarantine
+// sets it.
+func (b *Batch) RecordFailure(secretID string, outcome RunStatus, errText string, retryAt *time.Time) {
+	count := 0
+	if outcome == RunFailed {
+		count = 1
+	}
+	b.b.Queue(failureSQL, secretID, outcome, nullIfEmpty(errText), count, retryAt)
+}
+
+// Quarantine stops automatic attempts for a secret and says why in the
+// audit log. A successful run or Resume lifts it.
+func (b *Batch) Quarantine(secretID, why string) {
+	b.b.Queue(setStatusSQL, secretID, SecretQuarantined)
+	b.Audit(secretID, "", "quarantined", why)
+}
+
+// ReleaseLease gives the batch's lease up as its last write: the run's
+// final write and the release in one round trip. Nothing may be written
+// under the lease after it (a renewal no longer extends it).
+func (b *Batch) ReleaseLease(l Lease) {
+	b.b.Queue(releaseLeaseSQL, l.SecretID, l.Token)
+}
+
+// Audit appends to the audit log, as the lease's holder.
 func (b *Batch) Audit(secretID, runID, action, detail string) {
 	b.b.Queue(auditSQL, secretID, nullIfEmpty(runID), b.actor, action, nullIfEmpty(detail))
 }
@@ -554,42 +590,63 @@ func (b *Batch) Audit(secretID, runID, action, detail string) {
 // SecretAndActiveRun reads the secret and its unfinished run (nil when
 // none) in one round trip. ErrNotFound when the secret has no row.
 func (db *DB) SecretAndActiveRun(ctx context.Context, id string) (Secret, *Run, error) {
-	var (
-		s          Secret
-		run        *Run
-		serr, rerr error
-		b          pgx.Batch
-	)
-	b.Queue(`SELECT `+secretCols+` FROM rotator_secrets WHERE id = $1`, id).QueryRow(func(row pgx.Row) error {
-		s, serr = scanSecret(row)
-		return nil
-	})
-	b.Queue(`SELECT `+runCols+` FROM rotator_runs WHERE secret_id = $1 AND status IN ('running','waiting')`, id).
-		QueryRow(func(row pgx.Row) error {
-			run, rerr = scanRun(row)
-			return nil
-		})
-	if err := db.pool.SendBatch(ctx, &b).Close(); err != nil {
-		return s, nil, fmt.Errorf("read secret %s: %w", id, err)
-	}
-	if serr != nil {
-		if !errors.Is(serr, ErrNotFound) {
-			serr = fmt.Errorf("read secret %s: %w", id, serr)
-		}
-		return s, nil, serr
-	}
-	if errors.Is(rerr, ErrNotFound) {
-		return s, nil, nil
-	}
-	if rerr != nil {
-		return s, nil, fmt.Errorf("read active run of %s: %w", id, rerr)
-	}
-	return s, run, nil
+	s, run, _, err := db.secretAndActiveRun(ctx, id, false)
+	return s, run, err
 }
 
-// JournalStep queues a step that has no external action of its own (a
-// verify decision): its intent and outcome in one row.
-func (b *Batch) JournalStep(runID, step string, attempt int, outcome, errText, detail string) {
-	b.b.Queue(`INSERT INTO rotator_steps (run_id, step, attempt, started_at, finished_at, outcome, error, detail)
-		VALUES ($1,$2,$3, now(), now(), $4, $5, $6)`, runID, step, attempt, outcome, nullIfEmpty(errText), nullIfEmpty(detail))
+// SecretRunAndMaxVersion is SecretAndActiveRun with, in the same round
+// trip, the highest version number any run of the secret recorded (as
+// MaxRunVersion).
+func (db *DB) SecretRunAndMaxVersion(ctx context.Context, id string) (Secret, *Run, int64, error) {
+	return db.secretAndActiveRun(ctx, id, true)
+}
+
+func (db *DB) secretAndActiveRun(ctx context.Context, id string, withMax bool) (Secret, *Run, int64, error) {
+	var (
+		b    pgx.Batch
+		snap Snapshot
+	)
+	read := queueSecretAndActiveRun(&b, id, withMax, &snap)
+	if err := db.pool.SendBatch(ctx, &b).Close(); err != nil {
+		return Secret{}, nil, 0, fmt.Errorf("read secret %s: %w", id, err)
+	}
+	err := read()
+	return snap.Secret, snap.Run, snap.MaxVersion, err
+}
+
+// queueSecretAndActiveRun queues the reads of the secret, its unfinished
+// run and (withMax) the highest version of its runs into snap; once the
+// batch is sent, the returned function gives the read's error (ErrNotFound
+// for a secret the state database does not have).
+func queueSecretAndActiveRun(b *pgx.Batch, id string, withMax bool, snap *Snapshot) func() error {
+	var serr, rerr error
+	b.Queue(secretByIDSQL, id).QueryRow(func(row pgx.Row) error {
+		snap.Secret, serr = scanSecret(row)
+		return nil
+	})
+	b.Queue(activeRunOfSQL, id).QueryRow(func(row pgx.Row) error {
+		snap.Run, rerr = scanRun(row)
+		return nil
+	})
+	if withMax {
+		b.Queue(maxRunVersionSQL, id).QueryRow(func(row pgx.Row) error { return row.Scan(&snap.MaxVersion) })
+	}
+	return func() error {
+		if serr != nil {
+			*snap = Snapshot{}
+			if !errors.Is(serr, ErrNotFound) {
+				serr = fmt.Errorf("read secret %s: %w", id, serr)
+			}
+			return serr
+		}
+		if errors.Is(rerr, ErrNotFound) {
+			snap.Run = nil
+			return nil
+		}
+		if rerr != nil {
+			snap.Run, snap.MaxVersion = nil, 0
+			return fmt.Errorf("read active run of %s: %w", id, rerr)
+		}
+		return nil
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/rotator/rotator/internal/dsn"
 )
 
 //go:embed migrations/*.sql
@@ -45,64 +46,23 @@ type Option func(*DB)
 // WithClock injects the clock used for lease expiry and timestamps.
 func WithClock(now func() time.Time) Option { return func(db *DB) { db.now = now } }
 
-// Redact returns dsn without its password, for messages. It works on
-// URLs Go cannot parse too (a bad port, say): everything between "://" and
-// the last "@" but the user name is hidden.
-func Redact(dsn string) string {
-	if i := strings.Index(dsn, "://"); i >= 0 {
-		rest := dsn[i+3:]
-		if at := strings.LastIndex(rest, "@"); at >= 0 {
-			user := rest[:at]
-			if c := strings.Index(user, ":"); c >= 0 {
-				user = user[:c] + ":REDACTED"
-			}
-			return dsn[:i+3] + user + rest[at:]
-		}
-		return dsn
-	}
-	// key=value form
-	var out []string
-	for _, f := range strings.Fields(dsn) {
-		if strings.HasPrefix(strings.ToLower(f), "password=") {
-			f = "password=REDACTED"
-		}
-		out = append(out, f)
-	}
-	return strings.Join(out, " ")
-}
-
-// dsnPassword finds the password in a DSN, parseable or not.
-func dsnPassword(dsn string) string {
-	if i := strings.Index(dsn, "://"); i >= 0 {
-		rest := dsn[i+3:]
-		if at := strings.LastIndex(rest, "@"); at >= 0 {
-			if c := strings.Index(rest[:at], ":"); c >= 0 {
-				pw := rest[c+1 : at]
-				if dec, err := url.PathUnescape(pw); err == nil {
-					return dec
-				}
-				return pw
-			}
-		}
-		return ""
-	}
-	for _, f := range strings.Fields(dsn) {
-		if strings.HasPrefix(strings.ToLower(f), "password=") {
-			return strings.Trim(f[len("password="):], "'")
-		}
-	}
-	return ""
-}
+// Redact names dsn for messages without its password (internal/dsn):
+// user, host, port and database when it parses, the scheme alone when it
+// does not.
+func Redact(s string) string { return dsn.Describe(s) }
 
 // Open connects to the state database and checks that it answers. The
 // error names the server (never the password) and what to check.
-func Open(ctx context.Context, dsn string, opts ...Option) (*DB, error) {
-	if dsn == "" {
-		return nil, errors.New("no state database: set DATABASE_URL (or --database-url) to a Postgres connection string, e.g. postgres://rotator@db:5432/rotator")
+func Open(ctx context.Context, connString string, opts ...Option) (*DB, error) {
+	if connString == "" {
+		return nil, errors.New("no state database: set DATABASE_URL (or --database-connString) to a Postgres connection string, e.g. postgres://rotator@db:5432/rotator")
 	}
-	cfg, err := pgxpool.ParseConfig(dsn)
+	if err := dsn.Check(connString); err != nil {
+		return nil, fmt.Errorf("state database URL %s: %w (check DATABASE_URL)", Redact(connString), err)
+	}
+	cfg, err := pgxpool.ParseConfig(connString)
 	if err != nil {
-		return nil, fmt.Errorf("state database URL %s is not valid: %v", Redact(dsn), redactErr(err, dsn))
+		return nil, fmt.Errorf("state database URL %s is not valid: %v", Redact(connString), redactErr(err, connString))
 	}
 	cfg.MaxConns = 8
 	cfg.ConnConfig.ConnectTimeout = 10 * time.Second
@@ -112,30 +72,21 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*DB, error) {
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("state database %s: %v", db.where, redactErr(err, dsn))
+		return nil, fmt.Errorf("state database %s: %v", db.where, redactErr(err, connString))
 	}
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("state database %s is unreachable: %v (check DATABASE_URL, that the server runs and accepts this user)", db.where, redactErr(err, dsn))
+		return nil, fmt.Errorf("state database %s is unreachable: %v (check DATABASE_URL, that the server runs and accepts this user)", db.where, redactErr(err, connString))
 	}
 	db.pool = pool
 	return db, nil
 }
 
-// redactErr removes a DSN's password (and the DSN itself) from an error
-// text, should a driver ever quote it.
-func redactErr(err error, dsn string) string {
-	s := err.Error()
-	if pw := dsnPassword(dsn); pw != "" {
-		s = strings.ReplaceAll(s, pw, "REDACTED")
-		if esc := url.PathEscape(pw); esc != pw {
-			s = strings.ReplaceAll(s, esc, "REDACTED")
-		}
-	}
-	return s
-}
+// redactErr removes a DSN's password, in every form, from an error text
+// (internal/dsn).
+func redactErr(err error, s string) string { return dsn.Error(err, s).Error() }
 
 // Where names the database for messages (host:port/db).
 func (db *DB) Where() string { return db.where }

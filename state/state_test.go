@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,7 +37,7 @@ func TestMigrateIdempotentAndChecks(t *testing.T) {
 	require.ErrorIs(t, db.CheckSchema(ctx), state.ErrSchemaOld)
 	applied, err := db.Migrate(ctx)
 	require.NoError(t, err)
-	require.Equal(t, []int{1, 2}, applied)
+	require.Equal(t, []int{1, 2, 3, 4}, applied)
 	applied, err = db.Migrate(ctx)
 	require.NoError(t, err)
 	require.Empty(t, applied)
@@ -81,12 +82,16 @@ func TestLeaseFencing(t *testing.T) {
 	held, err := db.AcquireLease(ctx, "db/a", "host-b", time.Minute)
 	require.ErrorIs(t, err, state.ErrLeaseHeld)
 	require.Equal(t, "host-a", held.Holder)
-	// The same holder may take it again (restart of the same process).
+	// A live lease is not re-entered, not even by its own holder.
+	_, err = db.AcquireLease(ctx, "db/a", "host-a", time.Minute)
+	require.ErrorIs(t, err, state.ErrLeaseHeld)
+	// Released, it is taken again with a larger token; the old token is
+	// fenced out.
+	require.NoError(t, db.ReleaseLease(ctx, a))
 	a2, err := db.AcquireLease(ctx, "db/a", "host-a", time.Minute)
 	require.NoError(t, err)
 	require.Greater(t, a2.Token, a.Token)
-	// The old token is fenced out.
-	err = db.InTx(ctx, a, func(tx *state.Tx) error { return tx.Audit(ctx, "db/a", "", "x", "") })
+	err = db.InBatch(ctx, a, func(b *state.Batch) error { b.Audit("db/a", "", "x", ""); return nil })
 	require.ErrorIs(t, err, state.ErrLeaseLost)
 
 	// An expired lease can be taken over; the old holder's writes and renewals fail.
@@ -102,6 +107,31 @@ func TestLeaseFencing(t *testing.T) {
 	require.NoError(t, db.ReleaseLease(ctx, a2))
 	_, err = db.AcquireLease(ctx, "db/a", "host-b", time.Minute)
 	require.NoError(t, err)
+}
+
+// TestLeaseTokensSurviveARestore: a lease token is at least the state
+// database's clock in microseconds, so after the lease table is restored
+// from a backup (tokens written back to older values) the next token is
+// still above every token issued before: a target that remembers the
+// highest token it saw keeps accepting the new holder.
+func TestLeaseTokensSurviveARestore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := newDB(t)
+	require.NoError(t, db.SyncSecrets(ctx, []state.SecretDef{{ID: "db/a", Class: "database"}}))
+	first, err := db.AcquireLease(ctx, "db/a", "h1", time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, db.ReleaseLease(ctx, first))
+	second, err := db.AcquireLease(ctx, "db/a", "h2", time.Minute)
+	require.NoError(t, err)
+	require.Greater(t, second.Token, first.Token)
+	require.NoError(t, db.ReleaseLease(ctx, second))
+	// "Restore" the row as it was before the second lease.
+	_, err = db.Pool().Exec(ctx, `UPDATE rotator_leases SET token = $1, holder = 'h1' WHERE secret_id = 'db/a'`, first.Token)
+	require.NoError(t, err)
+	third, err := db.AcquireLease(ctx, "db/a", "h3", time.Minute)
+	require.NoError(t, err)
+	require.Greater(t, third.Token, second.Token)
 }
 
 func TestNotifyEpisodes(t *testing.T) {
@@ -127,81 +157,6 @@ func TestNotifyEpisodes(t *testing.T) {
 	require.False(t, ok)
 }
 
-func TestRunsStepsAudit(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	db := newDB(t)
-	require.NoError(t, db.SyncSecrets(ctx, []state.SecretDef{{ID: "db/a", Class: "database"}}))
-	l, err := db.AcquireLease(ctx, "db/a", "me", time.Minute)
-	require.NoError(t, err)
-
-	run := &state.Run{ID: "r1", SecretID: "db/a", Trigger: "manual", Attempt: 1, Status: state.RunRunning, Step: "generate", Version: 1}
-	require.NoError(t, db.InTx(ctx, l, func(tx *state.Tx) error {
-		if err := tx.InsertRun(ctx, run); err != nil {
-			return err
-		}
-		id, err := tx.StartStep(ctx, run.ID, "generate", 1)
-		if err != nil {
-			return err
-		}
-		return tx.FinishStep(ctx, id, "ok", "", "re-keyed app_blue")
-	}))
-	// A second unfinished run for the same secret is refused.
-	err = db.InTx(ctx, l, func(tx *state.Tx) error {
-		return tx.InsertRun(ctx, &state.Run{ID: "r2", SecretID: "db/a", Trigger: "manual", Status: state.RunRunning, Step: "generate", Version: 1})
-	})
-	require.ErrorIs(t, err, state.ErrRunActive)
-
-	active, err := db.ActiveRun(ctx, "db/a")
-	require.NoError(t, err)
-	require.Equal(t, "r1", active.ID)
-
-	now := time.Now()
-	run.Status, run.Step, run.FinishedAt = state.RunSucceeded, "done", &now
-	run.New = state.Meta{Username: "app_blue"}
-	require.NoError(t, db.InTx(ctx, l, func(tx *state.Tx) error {
-		if err := tx.UpdateRun(ctx, run); err != nil {
-			return err
-		}
-		if err := tx.SetCurrent(ctx, "db/a", 1, "r1", run.New, 0, "", state.Meta{Username: "app"}); err != nil {
-			return err
-		}
-		if err := tx.RecordOutcome(ctx, "db/a", state.RunSucceeded, "", nil); err != nil {
-			return err
-		}
-		return tx.Audit(ctx, "db/a", "r1", "rotated", "version 1")
-	}))
-	active, err = db.ActiveRun(ctx, "db/a")
-	require.NoError(t, err)
-	require.Nil(t, active)
-
-	runs, err := db.Runs(ctx, "db/a", 10)
-	require.NoError(t, err)
-	require.Len(t, runs, 1)
-	require.Len(t, runs[0].Steps, 1)
-	require.Equal(t, "re-keyed app_blue", runs[0].Steps[0].Detail)
-
-	s, err := db.Secret(ctx, "db/a")
-	require.NoError(t, err)
-	require.Equal(t, int64(1), s.CurrentVersion)
-	require.Equal(t, "app_blue", s.Current.Username)
-	require.Equal(t, "app", s.Previous.Username)
-	require.NotNil(t, s.LastSuccessAt)
-
-	_, err = db.Secret(ctx, "nope")
-	require.ErrorIs(t, err, state.ErrNotFound)
-
-	// The audit log is append-only.
-	_, err = db.Pool().Exec(ctx, `UPDATE rotator_audit SET action = 'forged'`)
-	require.ErrorContains(t, err, "append-only")
-	_, err = db.Pool().Exec(ctx, `DELETE FROM rotator_audit`)
-	require.ErrorContains(t, err, "append-only")
-	log, err := db.AuditLog(ctx, "db/a")
-	require.NoError(t, err)
-	require.Len(t, log, 1)
-	require.Equal(t, "me", log[0].Actor)
-}
-
 // A DSN's password never reaches a message, parseable or not.
 func TestRedactDSN(t *testing.T) {
 	t.Parallel()
@@ -219,8 +174,111 @@ func TestRedactDSN(t *testing.T) {
 			require.NotContains(t, err.Error(), "hun@ter2", dsn)
 		}
 	}
+	// A URL that does not parse is named by its scheme alone.
 	_, err := state.Open(context.Background(), "postgres://u:hunter2@host:notaport/db")
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "hunter2")
-	require.Contains(t, err.Error(), "u:REDACTED@host:notaport/db")
+	require.NotContains(t, err.Error(), "notaport")
+	require.Contains(t, err.Error(), "state database URL postgres://(a DSN that does not parse)")
+	// The forms string matching missed (issue 15).
+	for _, c := range []struct{ dsn, pw string }{
+		{"postgres://admin:Sup3r@PartOfThePassword@host/app", "PartOfThePassword"},
+		{"host=h password = Sup3rS3cret port=x", "Sup3rS3cret"},
+		{`host=h password=Sup3r\ S3cret port=x`, "S3cret"},
+		{"postgres//user:pw1234567@host/db", "pw1234567"},
+	} {
+		require.NotContains(t, state.Redact(c.dsn), c.pw, c.dsn)
+		_, err := state.Open(context.Background(), c.dsn)
+		require.Error(t, err)
+		require.NotContains(t, err.Error(), c.pw, c.dsn)
+	}
+}
+
+// TestAcquireLeaseAndRead: the lease and the run's starting point in one
+// round trip; a held lease gives ErrLeaseHeld and the holder (no snapshot),
+// a secret the state database does not have gives the lease and
+// ErrNotFound, and the snapshot is the secret, its unfinished run and the
+// highest version of its runs.
+func TestAcquireLeaseAndRead(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := newDB(t)
+
+	l, snap, err := db.AcquireLeaseAndRead(ctx, "db/missing", "host-a", time.Minute)
+	require.ErrorIs(t, err, state.ErrNotFound)
+	require.NotZero(t, l.Token, "the lease is held although the secret is not there yet")
+	require.Nil(t, snap.Run)
+	_, err = db.AcquireLease(ctx, "db/missing", "host-b", time.Minute)
+	require.ErrorIs(t, err, state.ErrLeaseHeld)
+
+	require.NoError(t, db.SyncSecrets(ctx, []state.SecretDef{{ID: "db/a", Class: "database"}}))
+	l, snap, err = db.AcquireLeaseAndRead(ctx, "db/a", "host-a", time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, "db/a", snap.Secret.ID)
+	require.Nil(t, snap.Run)
+	require.Zero(t, snap.MaxVersion)
+	run := &state.Run{ID: "r7", SecretID: "db/a", Trigger: state.TriggerManual, Attempt: 1,
+		Status: state.RunRunning, Step: state.StepPublish, Version: 7, Old: state.Meta{Username: "app"}}
+	require.NoError(t, db.InBatch(ctx, l, func(b *state.Batch) error { b.InsertRun(run); return nil }))
+
+	held, snap, err := db.AcquireLeaseAndRead(ctx, "db/a", "host-b", time.Minute)
+	require.ErrorIs(t, err, state.ErrLeaseHeld)
+	require.Equal(t, "host-a", held.Holder)
+	require.Equal(t, state.Snapshot{}, snap, "nothing is read for a holder that did not get the lease")
+
+	require.NoError(t, db.ReleaseLease(ctx, l))
+	l2, snap, err := db.AcquireLeaseAndRead(ctx, "db/a", "host-b", time.Minute)
+	require.NoError(t, err)
+	require.Greater(t, l2.Token, l.Token)
+	require.NotNil(t, snap.Run)
+	require.Equal(t, "r7", snap.Run.ID)
+	require.Equal(t, state.StepPublish, snap.Run.Step)
+	require.Equal(t, int64(7), snap.MaxVersion)
+}
+
+// TestAcquireLeaseAndReadFailingRead: the acquisition succeeds but a read
+// queued after it fails at the server (here: the runs table is locked by
+// another session past lock_timeout). The pipeline is one implicit
+// transaction, so the lease is not held: the caller gets an error and no
+// token, and another holder takes the lease at once.
+func TestAcquireLeaseAndReadFailingRead(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t)
+	db, err := state.Open(ctx, dsn)
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	_, err = db.Migrate(ctx)
+	require.NoError(t, err)
+	require.NoError(t, db.SyncSecrets(ctx, []state.SecretDef{{ID: "db/a", Class: "database"}}))
+
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	impatient, err := state.Open(ctx, dsn+sep+"options=-c%20lock_timeout%3D200")
+	require.NoError(t, err)
+	t.Cleanup(impatient.Close)
+	// Warm the statement cache, so that the reads fail when they run,
+	// after the acquisition, not when they are prepared.
+	l, _, err := impatient.AcquireLeaseAndRead(ctx, "db/a", "host-a", time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, impatient.ReleaseLease(ctx, l))
+
+	tx, err := db.Pool().Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	_, err = tx.Exec(ctx, `LOCK TABLE rotator_runs IN ACCESS EXCLUSIVE MODE`)
+	require.NoError(t, err)
+
+	l, _, err = impatient.AcquireLeaseAndRead(ctx, "db/a", "host-a", time.Minute)
+	require.Error(t, err)
+	require.NotErrorIs(t, err, state.ErrNotFound)
+	require.Zero(t, l.Token, "no lease is reported held: %v", err)
+	t.Logf("acquire with a failing read: %v", err)
+	require.NoError(t, tx.Rollback(ctx))
+
+	other, err := db.AcquireLease(ctx, "db/a", "host-b", time.Minute)
+	require.NoError(t, err, "the failed pipeline left no lease behind")
+	require.Equal(t, "host-b", other.Holder)
 }

@@ -78,7 +78,6 @@ secrets:
 func newCLI(t *testing.T) *cli {
 	t.Helper()
 	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "policies.yaml"), []byte(policyYAML), 0o600))
 	appDSN := pgtest.NewDatabase(t)
 	stateDSN := pgtest.NewDatabase(t)
 	ctx := context.Background()
@@ -88,14 +87,7 @@ func newCLI(t *testing.T) *cli {
 	_, err = conn.Exec(ctx, `DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='app') THEN CREATE ROLE app; END IF; END $$;
 		ALTER ROLE app LOGIN PASSWORD 'cli-initial-password'`)
 	require.NoError(t, err)
-	c := &cli{t: t, dir: dir}
-	key := exec.Command(binary, "keygen")
-	out, err := key.Output()
-	require.NoError(t, err)
-	c.env = append(os.Environ(),
-		"DATABASE_URL="+stateDSN, "ROTATOR_PG_ADMIN_DSN="+appDSN,
-		"ROTATOR_STATE_KEY="+strings.TrimSpace(string(out)), "ROTATOR_POLICIES=", "ROTATOR_LOG_FORMAT=json")
-	return c
+	return &cli{t: t, dir: dir, env: clitest.Setup(t, binary, dir, stateDSN, policyYAML, "ROTATOR_PG_ADMIN_DSN="+appDSN)}
 }
 
 func (c *cli) withoutEnv(name string) []string {
@@ -122,7 +114,7 @@ func TestCLIEndToEnd(t *testing.T) {
 
 	r = c.run("migrate")
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Contains(t, r.stdout, "applied migrations [1 2]")
+	require.Contains(t, r.stdout, "applied migrations [1 2 3 4]")
 	r = c.run("migrate")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Contains(t, r.stdout, "up to date")
@@ -259,4 +251,44 @@ secrets:
 	require.Contains(t, r.stderr, "127.0.0.1:1/rotator")
 	require.Contains(t, r.stderr, "unreachable")
 	require.NotContains(t, r.stderr, "pw-never-shown")
+}
+
+// TestValidateFilesStorePaths: a publish path the files store would refuse
+// at publish (a name it keeps beside published files, or one that leaves
+// its directory) is reported by validate, with file:line:column and the
+// field, before anything runs.
+func TestValidateFilesStorePaths(t *testing.T) {
+	c := &cli{t: t, dir: t.TempDir(), env: append(os.Environ(), "ROTATOR_POLICIES=", "DATABASE_URL=", "ROTATOR_STATE_KEY=", "ROTATOR_STATE_KEY_FILE=")}
+	require.NoError(t, os.WriteFile(filepath.Join(c.dir, "policies.yaml"), []byte(`version: 1
+stores:
+  - name: local
+    files: {dir: secrets}
+secrets:
+  - id: app/a
+    class: api_key
+    rotator: {token: {length: 32}}
+    publish:
+      - store: local
+        path: app/a.prior
+  - id: app/b
+    class: api_key
+    rotator: {token: {length: 32}}
+    publish:
+      - store: local
+        path: app/b.json.previous
+  - id: app/c
+    class: api_key
+    rotator: {token: {length: 32}}
+    publish:
+      - store: local
+        path: app/c.json
+`), 0o600))
+	r := c.run("validate")
+	require.Equal(t, 1, r.code, r.stdout+r.stderr)
+	require.Contains(t, r.stderr, "policies.yaml:10:9")
+	require.Contains(t, r.stderr, "secrets[0].publish[0].path")
+	require.Contains(t, r.stderr, `"app/a.prior"`)
+	require.Contains(t, r.stderr, "policies.yaml:16:9")
+	require.Contains(t, r.stderr, "secrets[1].publish[0].path")
+	require.NotContains(t, r.stderr, "app/c.json", "a good path is not reported")
 }

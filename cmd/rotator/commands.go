@@ -2,19 +2,18 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/rotator/rotator/daemon"
 	"github.com/rotator/rotator/internal/seal"
 	"github.com/rotator/rotator/policy"
+	"github.com/rotator/rotator/report"
 	"github.com/rotator/rotator/rotation"
-	"github.com/rotator/rotator/schedule"
+	"github.com/rotator/rotator/rotators/postgres"
 	"github.com/rotator/rotator/state"
 )
 
@@ -90,7 +89,10 @@ own settings. It needs no database, no state key and no secret.`,
 }
 
 func (a *app) initCmd() *cobra.Command {
-	var id string
+	var (
+		id    string
+		adopt bool
+	)
 	c := &cobra.Command{
 		Use:   "init --secret ID",
 		Short: "Turn an existing Postgres login role into a blue/green pair",
@@ -100,8 +102,9 @@ role that keeps the privileges and owns the objects, and creates two login
 roles app_blue and app_green as its members. It is idempotent: run it again
 and it reports what is already in place. The existing role keeps its LOGIN
 and its password until the first rotation retires it, so clients keep working.`,
-		Example: `  ROTATOR_PG_ADMIN_DSN=postgres://admin@db/app rotator init --secret db/postgres`,
-		Args:    cobra.NoArgs,
+		Example: `  ROTATOR_PG_ADMIN_DSN=postgres://admin@db/app rotator init --secret db/postgres
+  rotator init --secret db/postgres --adopt-existing   # take existing app_blue/app_green as they are`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := a.loadPolicy()
 			if err != nil {
@@ -111,8 +114,13 @@ and its password until the first rotation retires it, so clients keep working.`,
 			if err != nil {
 				return err
 			}
+			if s.Rotator.MySQL != nil {
+				w := newWiring(f, a.logger)
+				defer w.Close()
+				return w.initMySQL(cmd.Context(), a.stdout, s)
+			}
 			if s.Rotator.Postgres == nil {
-				return fmt.Errorf("secret %s: init prepares Postgres secrets only; this one uses the %s rotator, which needs no init", id, s.Rotator.Type())
+				return fmt.Errorf("secret %s: init prepares Postgres and MySQL secrets only; this one uses the %s rotator, which needs no init", id, s.Rotator.Type())
 			}
 			w := newWiring(f, a.logger)
 			defer w.Close()
@@ -120,7 +128,8 @@ and its password until the first rotation retires it, so clients keep working.`,
 			if err != nil {
 				return err
 			}
-			rep, err := r.Init(cmd.Context())
+			defer r.Close()
+			rep, err := r.InitWith(cmd.Context(), postgres.InitRequest{AdoptExisting: adopt})
 			if err != nil {
 				return err
 			}
@@ -129,6 +138,7 @@ and its password until the first rotation retires it, so clients keep working.`,
 		},
 	}
 	c.Flags().StringVar(&id, "secret", "", "secret id from policies.yaml (required)")
+	c.Flags().BoolVar(&adopt, "adopt-existing", false, "take an existing <role>_blue/_green as it is, even with LOGIN, extra attributes or memberships (init refuses such roles otherwise)")
 	return c
 }
 
@@ -148,117 +158,103 @@ that is due (--due, one tick for a Kubernetes CronJob). An unfinished run of the
 secret (interrupted by a crash, or waiting for clients) is resumed from its last
 durable step instead of starting a new one.
 
-By default run waits through verify (until the clients moved or the grace ends)
+With --secret, run waits through verify (until its checks pass or the grace
+ends: it looks again when a delay check ends, or at a polling check's interval)
 and the monitor window. With --no-wait it returns as soon as a step must wait;
 a later run (or the daemon) continues it.
+
+--due is one tick, the daemon's: the same bounds (--concurrency, default 4;
+--per-server, default 1) and the same code. It never waits inside a run: a run
+that must wait is continued by the next run --due (a CronJob's next firing) or
+by a daemon, which wakes it at its wait_until.
 
 --dry-run prints the steps it would take and touches nothing (it needs no
 state key; without DATABASE_URL it plans a first rotation).`,
 		Example: `  rotator run --secret db/postgres
   rotator run --secret db/postgres --dry-run
-  rotator run --due --no-wait        # in a CronJob`,
+  rotator run --due --no-wait        # in a CronJob
+  rotator run --due --no-wait --concurrency 8 --per-server 2`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			if (id == "") == !due {
-				return withCode(exitUsage, errors.New("give exactly one of --secret ID and --due"))
-			}
-			f, err := a.loadPolicy()
+	}
+	tickCfg := tickFlags(c)
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx := cmd.Context()
+		if (id == "") == !due {
+			return withCode(exitUsage, errors.New("give exactly one of --secret ID and --due"))
+		}
+		if !due && (cmd.Flags().Changed("concurrency") || cmd.Flags().Changed("per-server")) {
+			return withCode(exitUsage, errors.New("--concurrency and --per-server bound a tick: use them with --due"))
+		}
+		if due && !dryRun && a.nothingDue(ctx) {
+			return nil
+		}
+		f, err := a.loadPolicy()
+		if err != nil {
+			return err
+		}
+		var specs []*policy.SecretSpec
+		if due {
+			specs = f.Secrets
+		} else {
+			s, err := secretSpec(f, id)
 			if err != nil {
 				return err
 			}
-			var specs []*policy.SecretSpec
+			specs = []*policy.SecretSpec{s}
+		}
+		if dryRun {
+			return a.dryRun(ctx, f, specs, due)
+		}
+		w := newWiring(f, a.logger)
+		defer w.Close()
+		g, err := daemon.NewGeneration(f, w)
+		if err != nil {
+			return err
+		}
+		e, done, err := a.oneShot(ctx, f, true)
+		if err != nil {
+			return err
+		}
+		defer done()
+		db := e.DB
+		if trigger == "" {
+			trigger = string(state.TriggerManual)
 			if due {
-				specs = f.Secrets
-			} else {
-				s, err := secretSpec(f, id)
-				if err != nil {
-					return err
-				}
-				specs = []*policy.SecretSpec{s}
+				trigger = string(state.TriggerSchedule)
 			}
-			w := newWiring(f, a.logger)
-			defer w.Close()
-			if dryRun {
-				// Without a state database the plan is that of a secret
-				// never rotated; it changes nothing either way.
-				e := &rotation.Engine{Logger: a.logger}
-				if a.databaseURL != "" {
-					db, err := a.openState(ctx)
-					if err != nil {
-						return err
-					}
-					defer db.Close()
-					e.DB = db
-				}
-				for _, s := range specs {
-					t, err := baseTarget(f, s, nil)
-					if err != nil {
-						return err
-					}
-					lines, err := e.Plan(ctx, t)
-					if err != nil {
-						return err
-					}
-					fmt.Fprintf(a.stdout, "%s (dry run: nothing is changed)\n", s.ID)
-					for i, l := range lines {
-						fmt.Fprintf(a.stdout, "  %d. %s\n", i+1, l)
-					}
-				}
-				return nil
-			}
-			e, done, err := a.oneShot(ctx, f, true)
+		}
+		worst := exitOK
+		if due {
+			code, err := a.runDue(ctx, e, db, g, *tickCfg)
 			if err != nil {
 				return err
 			}
-			defer done()
-			db := e.DB
-			if err := db.SyncSecrets(ctx, secretDefs(f)); err != nil {
+			worst = code
+		}
+		for _, s := range specs {
+			if due {
+				break
+			}
+			t, release, _, err := g.Acquire(ctx, s.ID)
+			if err != nil {
 				return err
 			}
-			if trigger == "" {
-				trigger = rotation.TriggerManual
-				if due {
-					trigger = rotation.TriggerSchedule
-				}
-			}
-			worst := exitOK
-			if due {
-				code, err := a.runDue(ctx, e, db, f, w)
-				if err != nil {
-					return err
-				}
+			res, err := e.Run(ctx, t, rotation.Options{Trigger: state.Trigger(trigger), Wait: !noWait})
+			release()
+			code := a.report(res, err)
+			if code > worst {
 				worst = code
 			}
-			rs, err := rules(f)
-			if err != nil {
-				return err
-			}
-			for _, s := range specs {
-				if due {
-					break
-				}
-				t, err := w.target(ctx, s)
-				if err != nil {
-					return err
-				}
-				scheduleTarget(&t, rs[s.ID], f.Settings(s).Retry)
-				res, err := e.Run(ctx, t, rotation.Options{Trigger: trigger, Wait: !noWait})
-				code := a.report(res, err)
-				if code > worst {
-					worst = code
-				}
-			}
-			if worst != exitOK {
-				return withCode(worst, errors.New(map[int]string{
-					exitFailed: "a rotation failed; the old credential stays valid (see rotator history)",
-					exitHeld:   "a rotation is held: clients still use the old credential",
-					exitBusy:   "a secret is busy in another process",
-					exitError:  "a rotation could not run",
-				}[worst]))
-			}
-			return nil
-		},
+		}
+		if worst != exitOK {
+			return withCode(worst, errors.New(map[int]string{
+				exitFailed: "a rotation failed; the old credential stays valid (see rotator history)",
+				exitHeld:   "a rotation is held: clients still use the old credential",
+				exitBusy:   "a secret is busy in another process",
+				exitError:  "a rotation could not run",
+			}[worst]))
+		}
+		return nil
 	}
 	c.Flags().StringVar(&id, "secret", "", "rotate this secret now (id from policies.yaml)")
 	c.Flags().BoolVar(&due, "due", false, "rotate every secret that is due, advance waiting runs, then exit")
@@ -269,35 +265,57 @@ state key; without DATABASE_URL it plans a first rotation).`,
 	return c
 }
 
-// runDue is one tick, as a CronJob runs it: it records due times, then
-// rotates what is due and advances waiting runs, without waiting inside a
-// run.
-func (a *app) runDue(ctx context.Context, e *rotation.Engine, db *state.DB, f *policy.File, w *wiring) (int, error) {
-	rs, err := rules(f)
+// nothingDue answers a tick that has nothing to do at the cost of two
+// small queries: when the state database was last synced from these very
+// policies (the same bytes, which were loaded and validated then, by this
+// build: daemon.SyncKey) and no secret or run is due, `run --due` neither
+// parses the file nor recomputes a due time. In any other case, and on
+// any error (which the whole tick then reports in its own words), it
+// returns false and the whole tick follows: a changed file is always
+// loaded, validated and synced.
+func (a *app) nothingDue(ctx context.Context) bool {
+	hash, err := policy.HashFile(a.policiesPath)
 	if err != nil {
+		return false
+	}
+	if _, err := seal.FromEnv(); err != nil {
+		return false
+	}
+	db, err := a.openState(ctx)
+	if err != nil {
+		return false
+	}
+	defer db.Close()
+	mark, err := db.ScheduleSync(ctx)
+	if err != nil || mark.Key != daemon.SyncKey(hash) {
+		return false
+	}
+	ids, err := db.Due(ctx, time.Now(), 1)
+	if err != nil || len(ids) > 0 {
+		return false
+	}
+	a.logger.Debug("nothing due; policies unchanged since the last schedule sync")
+	a.printTick(rotation.TickReport{})
+	return true
+}
+
+// printTick prints the summary line of a tick.
+func (a *app) printTick(rep rotation.TickReport) {
+	fmt.Fprintf(a.stdout, "tick: %d due, %d rotated, %d failed, %d waiting, %d held, %d busy, %d not due or outside their window\n",
+		rep.Due, rep.Succeeded, rep.Failed, rep.Waiting, rep.Held, rep.Busy, rep.NotDue)
+}
+
+// runDue is one tick, as a CronJob runs it: it records due times (Sync,
+// skipped when the policies are the ones last synced),
+// then rotates what is due and advances waiting runs, without waiting
+// inside a run.
+func (a *app) runDue(ctx context.Context, e *rotation.Engine, db *state.DB, g *daemon.Generation, cfg rotation.TickConfig) (int, error) {
+	if err := g.Sync(ctx, db, time.Now()); err != nil {
 		return exitError, err
 	}
-	if err := syncSchedule(ctx, db, f, rs, w.adoptedAge, time.Now()); err != nil {
-		return exitError, err
-	}
-	targets := map[string]rotation.Target{}
-	lookup := func(ctx context.Context, id string) (rotation.Target, bool, error) {
-		if t, ok := targets[id]; ok {
-			return t, true, nil
-		}
-		s, ok := f.Secret(id)
-		if !ok {
-			return rotation.Target{}, false, nil
-		}
-		t, err := w.target(ctx, s)
-		if err != nil {
-			return t, true, err
-		}
-		scheduleTarget(&t, rs[id], f.Settings(s).Retry)
-		targets[id] = t
-		return t, true, nil
-	}
-	rep, err := e.Tick(ctx, lookup, rotation.TickConfig{})
+	lookup, release := g.Lookup()
+	rep, err := e.Tick(ctx, lookup, cfg)
+	release()
 	if err != nil {
 		return exitError, err
 	}
@@ -314,29 +332,69 @@ func (a *app) runDue(ctx context.Context, e *rotation.Engine, db *state.DB, f *p
 		fmt.Fprintf(a.stdout, "error: %v\n", err)
 		worst = max(worst, exitError)
 	}
-	fmt.Fprintf(a.stdout, "tick: %d due, %d rotated, %d failed, %d waiting, %d held, %d busy, %d not due or outside their window\n",
-		rep.Due, rep.Succeeded, rep.Failed, rep.Waiting, rep.Held, rep.Busy, rep.NotDue)
+	a.printTick(rep)
 	return worst, nil
 }
 
-// nextDue is the plain interval rule: last success + interval, or now when
-// never rotated.
-func nextDue(sec state.Secret, set policy.Settings) time.Time {
-	if sec.NextDueAt != nil {
-		return *sec.NextDueAt
+// dryRun prints what run would do, touching nothing: with --due, what the
+// tick would do with each secret now (daemon.Generation.Preview: the due
+// time run --due would record, and its decision) and the steps of each run
+// it would start or resume; with --secret, the steps of that run. Without
+// a state database it plans as if nothing had ever been rotated.
+func (a *app) dryRun(ctx context.Context, f *policy.File, specs []*policy.SecretSpec, due bool) error {
+	e := &rotation.Engine{Logger: a.logger}
+	if a.databaseURL != "" {
+		db, err := a.openState(ctx)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		e.DB = db
 	}
-	if sec.LastSuccessAt == nil {
-		return time.Time{}
+	plan := func(s *policy.SecretSpec) error {
+		t, err := baseTarget(f, s, nil)
+		if err != nil {
+			return err
+		}
+		lines, err := e.Plan(ctx, t)
+		if err != nil {
+			return err
+		}
+		for i, l := range lines {
+			fmt.Fprintf(a.stdout, "  %d. %s\n", i+1, l)
+		}
+		return nil
 	}
-	return sec.LastSuccessAt.Add(set.Interval)
-}
-
-func secretDefs(f *policy.File) []state.SecretDef {
-	var defs []state.SecretDef
-	for _, s := range f.Secrets {
-		defs = append(defs, state.SecretDef{ID: s.ID, Class: f.Settings(s).Class})
+	if !due {
+		for _, s := range specs {
+			fmt.Fprintf(a.stdout, "%s (dry run: nothing is changed)\n", s.ID)
+			if err := plan(s); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	return defs
+	w := newWiring(f, a.logger)
+	defer w.Close()
+	g, err := daemon.NewGeneration(f, w)
+	if err != nil {
+		return err
+	}
+	decs, err := g.Preview(ctx, e.DB, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(a.stdout, "run --due would, now (dry run: nothing is changed):")
+	for _, d := range decs {
+		fmt.Fprintln(a.stdout, report.Decision(d))
+		if d.Action == daemon.ActionRotate || d.Action == daemon.ActionResume {
+			s, _ := g.Spec(d.SecretID)
+			if err := plan(s); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // report prints one run's result and returns its exit code.
@@ -364,6 +422,12 @@ func (a *app) report(res rotation.Result, err error) int {
 	case state.RunRolledBack:
 		fmt.Fprintf(a.stdout, "%s: ROLLED BACK%s: run %s: %s\n", res.SecretID, resumed, res.RunID, res.Detail)
 		return exitFailed
+	case state.RunNeedsAttention:
+		fmt.Fprintf(a.stdout, "%s: NEEDS ATTENTION%s: run %s: %v\n  %s\n", res.SecretID, resumed, res.RunID, res.Err, res.Detail)
+		return exitFailed
+	case state.RunDrift:
+		fmt.Fprintf(a.stdout, "%s: DRIFT: %v\n", res.SecretID, res.Err)
+		return exitDrift
 	case state.RunWaiting, state.RunRunning:
 		if res.Held {
 			fmt.Fprintf(a.stdout, "%s: HELD%s: run %s at %s: %s\n  run `rotator run --secret %s` to look again\n", res.SecretID, resumed, res.RunID, res.Step, res.Detail, res.SecretID)
@@ -390,33 +454,23 @@ what it restored and what it could not.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			f, err := a.loadPolicy()
-			if err != nil {
-				return err
-			}
-			s, err := secretSpec(f, id)
-			if err != nil {
-				return err
-			}
 			// Rollback seals nothing: it runs without the state key (a lost
 			// key must not prevent it).
-			e, done, err := a.oneShot(ctx, f, false)
+			e, t, done, err := a.oneSecret(ctx, id)
 			if err != nil {
 				return err
 			}
 			defer done()
-			w := newWiring(f, a.logger)
-			defer w.Close()
-			t, err := w.target(ctx, s)
-			if err != nil {
-				return err
-			}
 			res, err := e.Rollback(ctx, t)
 			if errors.Is(err, rotation.ErrBusy) {
 				return withCode(exitBusy, err)
 			}
 			if err != nil {
 				return err
+			}
+			if res.Already {
+				fmt.Fprintf(a.stdout, "%s: already rolled back: version %d (%s) is current; nothing changed\n", id, res.To, res.Credential)
+				return nil
 			}
 			for _, r := range res.Restored {
 				fmt.Fprintf(a.stdout, "restored: %s\n", r)
@@ -461,95 +515,20 @@ knows of it. It needs no state key.`,
 			defer db.Close()
 			// Read-only: a secret of the policy with no row yet is shown as
 			// never rotated.
-			all, err := db.Secrets(ctx)
+			g, err := daemon.NewGeneration(f, nil)
 			if err != nil {
 				return err
 			}
-			byID := map[string]state.Secret{}
-			for _, s := range all {
-				byID[s.ID] = s
-			}
 			now := time.Now()
-			type row struct {
-				state.Secret
-				Interval    string     `json:"interval"`
-				AgeSeconds  *int64     `json:"age_seconds,omitempty"`
-				Due         *time.Time `json:"due,omitempty"`
-				ActiveRun   string     `json:"active_run,omitempty"`
-				ActiveStep  string     `json:"active_step,omitempty"`
-				InPolicyNow bool       `json:"in_policy"`
-				Overdue     bool       `json:"overdue"`
+			decs, err := g.Preview(ctx, db, now)
+			if err != nil {
+				return err
 			}
-			var rows []row
-			for _, s := range f.Secrets {
-				set := f.Settings(s)
-				sec, ok := byID[s.ID]
-				if !ok {
-					sec = state.Secret{ID: s.ID, Class: set.Class, Status: "active"}
-				}
-				r := row{Secret: sec, Interval: policy.Duration(set.Interval).String(), InPolicyNow: true}
-				if sec.LastSuccessAt != nil {
-					age := int64(now.Sub(*sec.LastSuccessAt).Seconds())
-					r.AgeSeconds = &age
-					r.Overdue = schedule.Overdue(*sec.LastSuccessAt, now, set.Interval)
-				}
-				d := nextDue(sec, set)
-				r.Due = &d
-				if run, err := db.ActiveRun(ctx, s.ID); err == nil && run != nil {
-					r.ActiveRun, r.ActiveStep = run.ID, run.Step
-				}
-				rows = append(rows, r)
-			}
-			if output == "json" {
-				enc := json.NewEncoder(a.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
-			}
-			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SECRET\tCLASS\tVERSION\tCREDENTIAL\tAGE\tLAST\tNEXT DUE\tSTATUS")
-			for _, r := range rows {
-				age := "never rotated"
-				if r.AgeSeconds != nil {
-					age = humanDuration(time.Duration(*r.AgeSeconds) * time.Second)
-				}
-				due := "now"
-				if r.Due != nil && !r.Due.IsZero() {
-					due = r.Due.UTC().Format("2006-01-02 15:04Z")
-				}
-				last := r.LastOutcome
-				if last == "" {
-					last = "-"
-				}
-				status := r.Status
-				if status == "" {
-					status = "active"
-				}
-				if r.Overdue {
-					status += " OVERDUE"
-				}
-				if r.ActiveRun != "" {
-					status += " (run at " + r.ActiveStep + ")"
-				}
-				cred := rotation.CredentialMeta{Username: r.Current.Username, KeyID: r.Current.KeyID}.String()
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Class, r.CurrentVersion, cred, age, last, due, status)
-			}
-			return tw.Flush()
+			return report.WriteStatus(a.stdout, report.Status(g, decs, now), output)
 		},
 	}
 	c.Flags().StringVarP(&output, "output", "o", "table", "table or json")
 	return c
-}
-
-func humanDuration(d time.Duration) string {
-	switch {
-	case d >= 48*time.Hour:
-		return fmt.Sprintf("%dd", int(d.Hours()/24))
-	case d >= time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	case d >= time.Minute:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	}
-	return fmt.Sprintf("%ds", int(d.Seconds()))
 }
 
 func (a *app) historyCmd() *cobra.Command {
@@ -572,63 +551,27 @@ error. It needs no state key.`,
 			if id == "" {
 				return withCode(exitUsage, errors.New("--secret is required (e.g. --secret db/postgres)"))
 			}
+			// Flags are checked before anything runs: a bad one is a usage
+			// error (exit 2), never a database error.
+			if limit < 1 {
+				return withCode(exitUsage, fmt.Errorf("--limit %d: want a number of runs, 1 or more", limit))
+			}
+			if output != "" && output != "table" && output != "json" {
+				return withCode(exitUsage, fmt.Errorf("-o %q: want table or json", output))
+			}
 			db, err := a.openState(ctx)
 			if err != nil {
 				return err
 			}
 			defer db.Close()
+			if output != "table" && output != "json" {
+				return withCode(exitUsage, fmt.Errorf("-o %q: want table or json", output))
+			}
 			runs, err := db.Runs(ctx, id, limit)
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				enc := json.NewEncoder(a.stdout)
-				enc.SetIndent("", "  ")
-				if runs == nil {
-					runs = []*state.Run{}
-				}
-				return enc.Encode(runs)
-			}
-			if output != "" && output != "table" {
-				return withCode(exitUsage, fmt.Errorf("-o %q: want table or json", output))
-			}
-			if len(runs) == 0 {
-				fmt.Fprintf(a.stdout, "%s: no runs yet\n", id)
-				return nil
-			}
-			for _, r := range runs {
-				end := "…"
-				if r.FinishedAt != nil {
-					end = r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond).String()
-				}
-				fmt.Fprintf(a.stdout, "run %s  %s  %s  version %d  %s -> %s  started %s  took %s\n",
-					r.ID, r.Trigger, strings.ToUpper(r.Status), r.Version, metaString(r.Old), metaString(r.New),
-					r.StartedAt.UTC().Format("2006-01-02 15:04:05Z"), end)
-				if r.Detail != "" {
-					fmt.Fprintf(a.stdout, "  %s\n", r.Detail)
-				}
-				if r.Error != "" {
-					fmt.Fprintf(a.stdout, "  error: %s\n", r.Error)
-				}
-				tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
-				for _, s := range r.Steps {
-					took := "…"
-					if s.FinishedAt != nil {
-						took = s.FinishedAt.Sub(s.StartedAt).Round(time.Millisecond).String()
-					}
-					outcome := s.Outcome
-					if outcome == "" {
-						outcome = "interrupted"
-					}
-					line := fmt.Sprintf("    %s\t#%d\t%s\t%s\t%s", s.Step, s.Attempt, outcome, took, s.Detail)
-					if s.Error != "" {
-						line += "\terror: " + s.Error
-					}
-					fmt.Fprintln(tw, line)
-				}
-				_ = tw.Flush()
-			}
-			return nil
+			return report.WriteHistory(a.stdout, id, runs, output)
 		},
 	}
 	c.Flags().StringVar(&id, "secret", "", "secret id (required)")
@@ -637,6 +580,28 @@ error. It needs no state key.`,
 	return c
 }
 
-func metaString(m state.Meta) string {
-	return rotation.CredentialMeta{Username: m.Username, KeyID: m.KeyID}.String()
+// oneSecret loads the policies and builds the engine (without the state
+// key: nothing is sealed) and the target of one secret, for the commands
+// that act on one secret by hand (rollback, adopt). done releases both.
+func (a *app) oneSecret(ctx context.Context, id string) (*rotation.Engine, rotation.Target, func(), error) {
+	f, err := a.loadPolicy()
+	if err != nil {
+		return nil, rotation.Target{}, nil, err
+	}
+	s, err := secretSpec(f, id)
+	if err != nil {
+		return nil, rotation.Target{}, nil, err
+	}
+	e, done, err := a.oneShot(ctx, f, false)
+	if err != nil {
+		return nil, rotation.Target{}, nil, err
+	}
+	w := newWiring(f, a.logger)
+	t, _, err := w.Target(ctx, s) // closed by w.Close
+	if err != nil {
+		w.Close()
+		done()
+		return nil, rotation.Target{}, nil, err
+	}
+	return e, t, func() { w.Close(); done() }, nil
 }

@@ -85,7 +85,17 @@ func TestDaemonHTTPReloadAndStop(t *testing.T) {
 	eventually(t, 20*time.Second, "tok/a and tok/b rotated by the daemon", func() bool {
 		return succeededRuns(t, stateDSN, "tok/a") == 1 && succeededRuns(t, stateDSN, "tok/b") == 1
 	})
-	code, body = get(t, base+"/metrics")
+	// The per-secret metrics are read from the state database after the
+	// tick that ran the rotations ends.
+	eventually(t, 20*time.Second, "tok/b's next due time on /metrics after its run", func() bool {
+		code, body = get(t, base+"/metrics")
+		l, ok := metricLine(body, "rotator_secret_next_due_timestamp_seconds", `secret="tok/b"`)
+		var due float64
+		if _, err := fmt.Sscanf(l[strings.LastIndex(l, " ")+1:], "%g", &due); !ok || err != nil {
+			return false
+		}
+		return due > float64(time.Now().Add(24*time.Hour).Unix())
+	})
 	require.Equal(t, http.StatusOK, code)
 	for _, m := range []struct {
 		name string
@@ -125,6 +135,25 @@ func TestDaemonHTTPReloadAndStop(t *testing.T) {
 	require.Contains(t, line, "policies.yaml:", "with the file position")
 	code, _ = get(t, base+"/readyz")
 	require.Equal(t, http.StatusOK, code)
+
+	// A "billion laughs" file (a few KB of nested aliases standing for a
+	// billion values) is refused too, within the loader's node budget:
+	// the daemon keeps its old policies and says why (issue 15, item 1).
+	var bomb strings.Builder
+	bomb.WriteString("stores: [{name: local, files: {dir: out}}]\nsecrets:\n")
+	bomb.WriteString("  - &s {id: a, class: api_key, rotator: {token: {}}, publish: [{store: local, path: a}],\n")
+	bomb.WriteString("      checks: [&c {http: {urls: [&u \"http://client.example/v\"" + strings.Repeat(", *u", 999) + "]}}" +
+		strings.Repeat(", *c", 999) + "]}\n")
+	for range 999 {
+		bomb.WriteString("  - *s\n")
+	}
+	e.writePolicy(bomb.String())
+	from = d.lineCount()
+	d.signal(syscall.SIGHUP)
+	line, _ = d.waitLine(from, 30*time.Second, "policies not reloaded; the old ones stay in force")
+	require.Contains(t, line, "aliases expand to more than", "the log line says why")
+	code, _ = get(t, base+"/readyz")
+	require.Equal(t, http.StatusOK, code, "the daemon is still up")
 
 	// A good change is picked up: the new secret is rotated.
 	e.writePolicy(tokenPolicy("tok/a", "tok/b", "tok/c"))
@@ -274,7 +303,8 @@ func TestRunDueExitCodesAndQuarantine(t *testing.T) {
 	r = e.must("run", "--due")
 	require.Contains(t, r.stdout, "blocked/bad: rotated")
 	require.Equal(t, 1, succeededRuns(t, stateDSN, "blocked/bad"))
-	require.Equal(t, "1", published(t, e.dir, "blocked/bad.json")["version"])
+	// Versions are never reused: the three failed runs recorded 1, 2 and 3.
+	require.Equal(t, "4", published(t, e.dir, "blocked/bad.json")["version"])
 	r = e.must("resume", "--secret", "blocked/bad")
 	require.Contains(t, r.stdout, "was not quarantined")
 }

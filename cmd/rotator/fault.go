@@ -1,3 +1,5 @@
+//go:build rotatortest
+
 package main
 
 import (
@@ -5,51 +7,58 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rotator/rotator/rotation"
+	"github.com/rotator/rotator/state"
 )
 
 // Test-only fault injection, for the process-level crash tests (they
-// SIGKILL the binary at chosen points). Production never sets these.
+// SIGKILL the binary at chosen points). It is compiled only with the
+// rotatortest build tag, which internal/clitest passes; the release binary
+// (make build) has none of it (fault_release.go).
 //
 //	ROTATOR_TEST_FAULT=pause:before:publish   at that point, print
 //	                                          "ROTATOR_TEST_FAULT pause <run> <when> <step>"
 //	                                          to stderr and block until killed
 //	ROTATOR_TEST_FAULT=exit:after:generate    exit(137) there, cleaning nothing up
+//	ROTATOR_TEST_FAULT=stop:after:publish     print "ROTATOR_TEST_FAULT stop <run> <when> <step>"
+//	                                          and stop (SIGSTOP) the process the first
+//	                                          time; the test changes the world, then
+//	                                          sends SIGCONT and the run goes on
 //	ROTATOR_TEST_FAULT_SECRET=db/x            only for this secret
 //	ROTATOR_TEST_SLOW=20ms                    sleep this long around every rotator
 //	                                          and store call (to kill at random
 //	                                          points inside steps)
-//	ROTATOR_LEASE_TTL=2s                      lease time-to-live (default 30s)
+//
+// The crash tests also let a killed process's lease expire within a
+// second, so this build accepts a --lease-ttl down to minLeaseTTL.
 const (
 	envFault       = "ROTATOR_TEST_FAULT"
 	envFaultSecret = "ROTATOR_TEST_FAULT_SECRET"
 	envSlow        = "ROTATOR_TEST_SLOW"
-	envLeaseTTL    = "ROTATOR_LEASE_TTL"
 )
 
-// applyTestKnobs installs the fault hooks and the lease TTL on an engine.
-func (a *app) applyTestKnobs(e *rotation.Engine) error {
-	if v := os.Getenv(envLeaseTTL); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("%s=%q: want a positive duration such as 30s", envLeaseTTL, v)
-		}
-		e.LeaseTTL = d
-	}
+// minLeaseTTL is the shortest --lease-ttl this (test) build accepts.
+const minLeaseTTL = 500 * time.Millisecond
+
+// applyTestKnobs installs the fault hooks on an engine.
+func applyTestKnobs(e *rotation.Engine) error {
 	spec := os.Getenv(envFault)
 	if spec == "" {
 		return nil
 	}
 	parts := strings.Split(spec, ":")
-	if len(parts) != 3 || (parts[0] != "pause" && parts[0] != "exit") || (parts[1] != "before" && parts[1] != "after") {
-		return fmt.Errorf("%s=%q: want pause|exit:before|after:STEP", envFault, spec)
+	if len(parts) != 3 || (parts[0] != "pause" && parts[0] != "exit" && parts[0] != "stop") || (parts[1] != "before" && parts[1] != "after") {
+		return fmt.Errorf("%s=%q: want pause|exit|stop:before|after:STEP", envFault, spec)
 	}
 	action, when, step := parts[0], parts[1], parts[2]
 	only := os.Getenv(envFaultSecret)
-	hook := func(runID, s string) error {
-		if s != step {
+	var stopped atomic.Bool
+	hook := func(runID string, s state.Step) error {
+		if string(s) != step || (action == "stop" && stopped.Load()) {
 			return nil
 		}
 		if only != "" {
@@ -59,8 +68,12 @@ func (a *app) applyTestKnobs(e *rotation.Engine) error {
 			}
 		}
 		fmt.Fprintf(os.Stderr, "ROTATOR_TEST_FAULT %s %s %s %s\n", action, runID, when, s)
-		if action == "exit" {
+		switch action {
+		case "exit":
 			os.Exit(137)
+		case "stop":
+			stopped.Store(true)
+			return syscall.Kill(os.Getpid(), syscall.SIGSTOP)
 		}
 		select {} // paused until the test kills the process
 	}
@@ -76,6 +89,22 @@ func (a *app) applyTestKnobs(e *rotation.Engine) error {
 func slowDuration() time.Duration {
 	d, _ := time.ParseDuration(os.Getenv(envSlow))
 	return d
+}
+
+// slowed wraps a rotator so it sleeps around every call (ROTATOR_TEST_SLOW).
+func slowed(r rotation.Rotator) rotation.Rotator {
+	if d := slowDuration(); d > 0 {
+		return slowRotator{Rotator: r, d: d}
+	}
+	return r
+}
+
+// slowedStore wraps a store so it sleeps around every call (ROTATOR_TEST_SLOW).
+func slowedStore(s rotation.Store) rotation.Store {
+	if d := slowDuration(); d > 0 {
+		return slowStore{Store: s, d: d}
+	}
+	return s
 }
 
 // slowRotator and slowStore sleep around every call (ROTATOR_TEST_SLOW).
@@ -107,6 +136,9 @@ func (s slowRotator) Test(ctx context.Context, r rotation.TestRequest) error {
 	nap(ctx, s.d)
 	return s.Rotator.Test(ctx, r)
 }
+
+// Unwrap returns the store it slows (for a shared document's DocStore).
+func (s slowStore) Unwrap() rotation.Store { return s.Store }
 
 type slowStore struct {
 	rotation.Store

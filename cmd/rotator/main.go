@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -25,6 +26,8 @@ const (
 	exitHeld    = 4 // a rotation is held: clients still use the old credential after the grace
 	exitBusy    = 5 // the secret is being rotated by another process
 	exitPartial = 6 // rollback could not restore everything
+	exitBroken  = 7 // check: a published credential does not work, or the stores disagree
+	exitDrift   = 8 // the state database and the stores disagree; nothing was changed (see rotator adopt)
 )
 
 // exitError carries an exit code through cobra.
@@ -89,6 +92,8 @@ type app struct {
 	databaseURL    string
 	logLevel       string
 	logFormat      string
+	leaseTTLFlag   string
+	leaseTTL       time.Duration
 	logger         *slog.Logger
 }
 
@@ -115,16 +120,27 @@ Configuration:
   ROTATOR_STATE_KEY / ROTATOR_STATE_KEY_FILE
                                     key that seals in-flight credentials
                                     (make one with 'rotator keygen')
+  --lease-ttl / ROTATOR_LEASE_TTL   how long a secret's lease lasts without
+                                    renewal (default 30s, at least 5s); a
+                                    process that dies holds its secrets
+                                    this long
 
 Exit codes:
   0 ok   1 error (bad input, unreachable database/store)   2 usage
   3 a rotation failed (the old credential stays valid)
   4 a rotation is held (clients still on the old credential after the grace)
   5 the secret is busy (another process holds its lease)
-  6 a rollback could not restore everything`,
+  6 a rollback could not restore everything
+  7 check: a published credential does not work, or the stores disagree
+  8 drift: the state database and the stores disagree; nothing was
+    changed until 'rotator adopt --secret ID'`,
+		Example:       `  rotator validate && rotator migrate && rotator run --due`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := a.parseLeaseTTL(); err != nil {
+				return err
+			}
 			return a.setupLogging()
 		},
 	}
@@ -133,14 +149,33 @@ Exit codes:
 	f.StringVar(&a.policiesPath, "policies", envOr("ROTATOR_POLICIES", "policies.yaml"), "policies file (env ROTATOR_POLICIES)")
 	f.StringVar(&a.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "state database connection string (env DATABASE_URL)")
 	f.StringVar(&a.logLevel, "log-level", envOr("ROTATOR_LOG_LEVEL", "info"), "debug, info, warn or error (env ROTATOR_LOG_LEVEL)")
+	f.StringVar(&a.leaseTTLFlag, "lease-ttl", envOr("ROTATOR_LEASE_TTL", defaultLeaseTTL.String()),
+		"how long a secret's lease lasts without renewal; renewed every third of it (env ROTATOR_LEASE_TTL, at least "+minLeaseTTL.String()+")")
 	f.StringVar(&a.logFormat, "log-format", envOr("ROTATOR_LOG_FORMAT", "text"), "text or json (env ROTATOR_LOG_FORMAT); logs go to stderr")
 
 	root.AddCommand(
 		a.migrateCmd(), a.keygenCmd(), a.validateCmd(), a.initCmd(), a.runCmd(),
 		a.statusCmd(), a.historyCmd(), a.rollbackCmd(), a.versionCmd(),
 		a.daemonCmd(), a.planCmd(), a.resumeCmd(), a.notifyCmd(),
+		a.checkCmd(), a.adoptCmd(),
 	)
 	return root
+}
+
+// defaultLeaseTTL is the lease TTL when --lease-ttl is not given.
+const defaultLeaseTTL = 30 * time.Second
+
+// parseLeaseTTL validates --lease-ttl (or ROTATOR_LEASE_TTL).
+func (a *app) parseLeaseTTL() error {
+	d, err := time.ParseDuration(a.leaseTTLFlag)
+	if err != nil {
+		return withCode(exitUsage, fmt.Errorf("--lease-ttl (or ROTATOR_LEASE_TTL) %q: want a duration such as 30s or 2m", a.leaseTTLFlag))
+	}
+	if d < minLeaseTTL {
+		return withCode(exitUsage, fmt.Errorf("--lease-ttl (or ROTATOR_LEASE_TTL) %s is too short: want at least %s (the lease is renewed every third of it; a shorter one is lost to a short pause of the process or the database)", d, minLeaseTTL))
+	}
+	a.leaseTTL = d
+	return nil
 }
 
 func (a *app) setupLogging() error {
@@ -162,9 +197,10 @@ func (a *app) setupLogging() error {
 
 func (a *app) versionCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "version",
-		Short: "Print rotator's version",
-		Args:  cobra.NoArgs,
+		Use:     "version",
+		Short:   "Print rotator's version",
+		Example: `  rotator version`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintln(a.stdout, "rotator", version)
 			return nil

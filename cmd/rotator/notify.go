@@ -15,14 +15,16 @@ import (
 	"github.com/rotator/rotator/state"
 )
 
+// eventSink receives engine events (notify, when configured).
+type eventSink interface {
+	Send(notify.Event)
+	Close(ctx context.Context) error
+}
+
 // notifierSink adapts the engine's events to a notify.Notifier.
 type notifierSink struct{ n *notify.Notifier }
 
-func (s notifierSink) Send(e rotation.Event) {
-	s.n.Notify(notify.Event{Kind: e.Kind, SecretID: e.SecretID, Class: e.Class, RunID: e.RunID, Step: e.Step,
-		Error: e.Error, Attempt: e.Attempt, MaxAttempts: e.MaxAttempts, NextAttempt: e.NextAttempt, Channel: e.Channel,
-		Commands: e.Commands, At: e.At, Detail: e.Detail})
-}
+func (s notifierSink) Send(e notify.Event) { s.n.Notify(e) }
 
 func (s notifierSink) Close(ctx context.Context) error { return s.n.Close(ctx) }
 
@@ -75,7 +77,9 @@ func (a *app) buildNotifier(f *policy.File, db *state.DB, reg prometheus.Registe
 	if err != nil {
 		return nil, err
 	}
-	cfg := notify.Config{Logger: a.logger, Registerer: reg}
+	// Every resolved reference of the file, not only the credential:
+	// an admin DSN's password, management keys, webhook keys.
+	cfg := notify.Config{Logger: a.logger, Registerer: reg, Redactor: notify.NewRedactor(fileSecrets(f)...)}
 	if db != nil {
 		cfg.Episodes = stateEpisodes{db}
 	}
@@ -130,8 +134,9 @@ func (a *app) oneShot(ctx context.Context, f *policy.File, needKey bool) (*rotat
 
 func (a *app) notifyCmd() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "notify",
-		Short: "Notification tools",
+		Use:     "notify",
+		Short:   "Notification tools",
+		Example: `  rotator notify test`,
 	}
 	c.AddCommand(&cobra.Command{
 		Use:   "test",

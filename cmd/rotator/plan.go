@@ -1,15 +1,14 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/rotator/rotator/daemon"
+	"github.com/rotator/rotator/report"
 	"github.com/rotator/rotator/state"
 )
 
@@ -27,103 +26,50 @@ and why that time. With --secret it explains one secret step by step: its last
 success plus its interval (or its cron schedule), the move into its window,
 and its jitter. It reads the state database (for last successes) but needs no
 state key and changes nothing; without DATABASE_URL it plans as if nothing had
-ever been rotated.`,
+ever been rotated.
+
+The due times are those run --due records and the daemon uses (see
+'rotator status'): a secret that failed is due retry.next_run after its
+failed attempt began; a never-rotated secret keeps the first due time
+recorded for it; a quarantined secret is not due until resumed.`,
 		Example: `  rotator plan
   rotator plan --secret db/postgres
   rotator plan -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if output != "table" && output != "json" {
+				return withCode(exitUsage, fmt.Errorf("-o %q: want table or json", output))
+			}
 			f, err := a.loadPolicy()
 			if err != nil {
 				return err
 			}
-			rs, err := rules(f)
+			if id != "" {
+				if _, err := secretSpec(f, id); err != nil {
+					return err
+				}
+			}
+			g, err := daemon.NewGeneration(f, nil)
 			if err != nil {
 				return err
 			}
-			last := map[string]time.Time{}
-			status := map[string]string{}
+			var db *state.DB
 			if a.databaseURL != "" {
-				db, err := a.openState(ctx)
-				if err != nil {
+				if db, err = a.openState(ctx); err != nil {
 					return err
 				}
 				defer db.Close()
-				all, err := db.Secrets(ctx)
-				if err != nil {
-					return err
-				}
-				for _, s := range all {
-					if s.LastSuccessAt != nil {
-						last[s.ID] = *s.LastSuccessAt
-					}
-					status[s.ID] = s.Status
-				}
 			}
-			now := time.Now()
-			type row struct {
-				Secret string    `json:"secret"`
-				Class  string    `json:"class"`
-				Due    time.Time `json:"due"`
-				Local  string    `json:"due_local"`
-				Why    string    `json:"why"`
-				Steps  []string  `json:"steps,omitempty"`
-				Status string    `json:"status,omitempty"`
-			}
-			var rows []row
-			for _, s := range f.Secrets {
-				if id != "" && s.ID != id {
-					continue
-				}
-				set := f.Settings(s)
-				r := rs[s.ID]
-				due, ex, err := r.Next(s.ID, last[s.ID], now)
-				if err != nil {
-					return err
-				}
-				loc, _ := time.LoadLocation(set.TimeZone)
-				rows = append(rows, row{Secret: s.ID, Class: set.Class, Due: due.UTC(), Local: due.In(loc).Format("Mon 2006-01-02 15:04 MST"),
-					Why: ex.String(), Steps: append([]string{ex.Reason}, ex.Steps...), Status: status[s.ID]})
-			}
-			if id != "" && len(rows) == 0 {
-				_, err := secretSpec(f, id)
+			decs, err := g.Preview(ctx, db, time.Now())
+			if err != nil {
 				return err
 			}
-			sort.Slice(rows, func(i, j int) bool { return rows[i].Due.Before(rows[j].Due) })
+			rows := report.Plan(g, decs, id)
 			if limit > 0 && len(rows) > limit {
 				rows = rows[:limit]
 			}
-			switch output {
-			case "json":
-				enc := json.NewEncoder(a.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
-			case "", "table":
-			default:
-				return withCode(exitUsage, fmt.Errorf("-o %q: want table or json", output))
-			}
-			if id != "" {
-				r := rows[0]
-				fmt.Fprintf(a.stdout, "%s (%s) is next due %s\n", r.Secret, r.Class, r.Local)
-				for _, s := range r.Steps {
-					fmt.Fprintf(a.stdout, "  - %s\n", s)
-				}
-				if r.Status == "quarantined" {
-					fmt.Fprintf(a.stdout, "  - it is QUARANTINED: no automatic attempt until `rotator resume --secret %s`\n", r.Secret)
-				}
-				return nil
-			}
-			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "DUE\tSECRET\tCLASS\tWHY")
-			for _, r := range rows {
-				why := r.Why
-				if r.Status == "quarantined" {
-					why = "QUARANTINED; " + why
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Local, r.Secret, r.Class, why)
-			}
-			return tw.Flush()
+			return report.WritePlan(a.stdout, rows, output, id != "")
 		},
 	}
 	c.Flags().StringVar(&id, "secret", "", "explain this secret")

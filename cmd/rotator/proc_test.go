@@ -23,6 +23,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+
+	"github.com/rotator/rotator/internal/clitest"
 )
 
 // env is one test's environment: a directory with policies.yaml and the
@@ -39,12 +41,7 @@ type env struct {
 func newEnv(t *testing.T, stateDSN, policy string, extra ...string) *env {
 	t.Helper()
 	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "policies.yaml"), []byte(policy), 0o600))
-	out, err := exec.Command(binary, "keygen").Output()
-	require.NoError(t, err)
-	vars := append(os.Environ(),
-		"DATABASE_URL="+stateDSN, "ROTATOR_STATE_KEY="+strings.TrimSpace(string(out)),
-		"ROTATOR_POLICIES=", "ROTATOR_LOG_FORMAT=json", "ROTATOR_LEASE_TTL=2s")
+	vars := clitest.Setup(t, binary, dir, stateDSN, policy, "ROTATOR_LEASE_TTL=2s")
 	return &env{t: t, dir: dir, vars: append(vars, extra...)}
 }
 

@@ -7,13 +7,21 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/rotator/rotator/daemon"
+	"github.com/rotator/rotator/internal/derive"
 	"github.com/rotator/rotator/internal/seal"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
 	"github.com/rotator/rotator/rotators/apikey"
+	"github.com/rotator/rotator/rotators/awsiam"
+	"github.com/rotator/rotator/rotators/keyring"
+	"github.com/rotator/rotator/rotators/mysql"
 	"github.com/rotator/rotator/rotators/postgres"
+	"github.com/rotator/rotator/rotators/redis"
+	"github.com/rotator/rotator/schedule"
 	"github.com/rotator/rotator/state"
 	"github.com/rotator/rotator/stores/awssm"
 	"github.com/rotator/rotator/stores/files"
@@ -23,7 +31,13 @@ import (
 // loadPolicy loads and validates the policies file, including each
 // rotator's and store's own configuration (the factories' Validate).
 func (a *app) loadPolicy() (*policy.File, error) {
-	f, err := policy.Load(a.policiesPath)
+	return a.reloadPolicy(nil)
+}
+
+// reloadPolicy is loadPolicy reusing what has not changed since prev, the
+// File in force (policy.LoadReusing), or nil.
+func (a *app) reloadPolicy(prev *policy.File) (*policy.File, error) {
+	f, err := policy.LoadReusing(a.policiesPath, prev)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +77,18 @@ func validateFactories(f *policy.File) error {
 			add(st.Pos, field, awssm.Validate(st.AWSSM))
 		}
 	}
+	filesStores := map[string]bool{}
+	for _, st := range f.Stores {
+		if st.Files != nil {
+			filesStores[st.Name] = true
+		}
+	}
 	for i, s := range f.Secrets {
+		for j, p := range s.Publish {
+			if filesStores[p.Store] {
+				add(p.Pos, fmt.Sprintf("secrets[%d].publish[%d].path", i, j), files.ValidatePath(p.Path))
+			}
+		}
 		if s.Rotator.Postgres != nil {
 			add(s.Rotator.Pos, fmt.Sprintf("secrets[%d].rotator.postgres", i), postgres.Validate(s.Rotator.Postgres))
 		}
@@ -73,6 +98,18 @@ func validateFactories(f *policy.File) error {
 		if s.Rotator.Token != nil {
 			add(s.Rotator.Pos, fmt.Sprintf("secrets[%d].rotator.token", i), apikey.ValidateToken(s.Rotator.Token))
 		}
+		if s.Rotator.MySQL != nil {
+			add(s.Rotator.Pos, fmt.Sprintf("secrets[%d].rotator.mysql", i), mysql.Validate(s.Rotator.MySQL))
+		}
+		if s.Rotator.Redis != nil {
+			add(s.Rotator.Pos, fmt.Sprintf("secrets[%d].rotator.redis", i), redis.Validate(s.Rotator.Redis))
+		}
+		if s.Rotator.Keyring != nil {
+			add(s.Rotator.Pos, fmt.Sprintf("secrets[%d].rotator.keyring", i), keyring.Validate(s.Rotator.Keyring))
+		}
+		if s.Rotator.AWSIAM != nil {
+			add(s.Rotator.Pos, fmt.Sprintf("secrets[%d].rotator.awsiam", i), awsiam.Validate(s.Rotator.AWSIAM))
+		}
 	}
 	if len(errs) > 0 {
 		errs.Sort()
@@ -81,23 +118,65 @@ func validateFactories(f *policy.File) error {
 	return nil
 }
 
-// wiring builds the rotators and stores of one policies file, once each.
+// wiring builds the targets of one policies file (daemon.Builder). What
+// secrets share is built once and closed by Close: the stores, and one
+// admin pool per Postgres server. A target's rotator is built at each
+// Target and closed by the release it returns (or by Close, if never
+// released): the daemon builds a target for a check or a tick and frees
+// it after, so it holds no rotator per secret.
 type wiring struct {
-	file    *policy.File
-	logger  *slog.Logger
-	stores  map[string]rotation.Store
+	file   *policy.File
+	logger *slog.Logger
+
+	// mu guards what follows: targets are built from several goroutines
+	// (the daemon's checks and ticks). Building does no I/O but a store's
+	// first construction.
+	mu     sync.Mutex
+	stores map[string]rotation.Store
+	// closers close the shared pieces, in reverse order.
 	closers []func()
+	// owned are the closers of built rotators not released yet, by serial.
+	owned  map[uint64]func()
+	serial uint64
 	// pgPools shares one admin pool per Postgres server among secrets.
 	pgPools *postgres.Pools
 }
 
 func newWiring(f *policy.File, logger *slog.Logger) *wiring {
-	return &wiring{file: f, logger: logger, stores: map[string]rotation.Store{}}
+	return &wiring{file: f, logger: logger, stores: map[string]rotation.Store{}, owned: map[uint64]func(){}}
 }
 
+// Close closes the rotators not released yet, then the shared pieces.
 func (w *wiring) Close() {
-	for i := len(w.closers) - 1; i >= 0; i-- {
-		w.closers[i]()
+	w.mu.Lock()
+	owned, closers := w.owned, w.closers
+	w.owned, w.closers = map[uint64]func(){}, nil
+	w.mu.Unlock()
+	for _, c := range owned {
+		c()
+	}
+	for i := len(closers) - 1; i >= 0; i-- {
+		closers[i]()
+	}
+}
+
+// own records the closer of a built rotator (w.mu held) and returns its
+// release, which closes it once; Close closes it if release never runs.
+func (w *wiring) own(c func()) func() {
+	if c == nil {
+		return func() {}
+	}
+	w.serial++
+	id := w.serial
+	w.owned[id] = c
+	return func() {
+		w.mu.Lock()
+		c, ok := w.owned[id]
+		delete(w.owned, id)
+		w.mu.Unlock()
+		if ok {
+			c()
+		}
 	}
 }
 
@@ -127,13 +206,14 @@ func (w *wiring) store(ctx context.Context, name string) (rotation.Store, error)
 	if err != nil {
 		return nil, fmt.Errorf("store %q (%s, defined at %s): %w", name, spec.Type(), spec.Pos, err)
 	}
-	if d := slowDuration(); d > 0 {
-		s = slowStore{Store: s, d: d}
-	}
+	s = slowedStore(s)
 	w.stores[name] = s
 	return s, nil
 }
 
+// postgres builds the postgres rotator of s on the wiring's shared admin
+// pools (w.mu held, or the wiring used by one goroutine); the caller closes
+// it.
 func (w *wiring) postgres(s *policy.SecretSpec) (*postgres.Rotator, error) {
 	spec := s.Rotator.Postgres
 	dsn, err := spec.AdminDSN.Resolve()
@@ -148,20 +228,45 @@ func (w *wiring) postgres(s *policy.SecretSpec) (*postgres.Rotator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("secret %s: %w", s.ID, err)
 	}
-	w.closers = append(w.closers, r.Close)
 	return r, nil
 }
 
-func (w *wiring) rotator(s *policy.SecretSpec) (rotation.Rotator, error) {
+// rotator builds the rotator of s and says how to close it (nil: nothing
+// to close).
+func (w *wiring) rotator(s *policy.SecretSpec) (rotation.Rotator, func(), error) {
 	switch {
 	case s.Rotator.Postgres != nil:
-		return w.postgres(s)
+		r, err := w.postgres(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		return r, r.Close, nil
 	case s.Rotator.HTTPAPI != nil:
-		return w.apiKey(s)
+		r, err := w.apiKey(s)
+		return r, nil, err
 	case s.Rotator.Token != nil:
-		return apikey.NewToken(s.Rotator.Token, apikey.WithTokenLogger(w.logger))
+		r, err := apikey.NewToken(s.Rotator.Token, apikey.WithTokenLogger(w.logger))
+		return r, nil, err
+	case s.Rotator.MySQL != nil:
+		r, err := w.mysql(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		return r, r.Close, nil
+	case s.Rotator.Redis != nil:
+		r, err := w.redis(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		return r, r.Close, nil
+	case s.Rotator.Keyring != nil:
+		r, err := w.keyring(s)
+		return r, nil, err
+	case s.Rotator.AWSIAM != nil:
+		r, err := w.awsIAM(context.Background(), s)
+		return r, nil, err
 	}
-	return nil, fmt.Errorf("secret %s: no rotator configured", s.ID)
+	return nil, nil, fmt.Errorf("secret %s: no rotator configured", s.ID)
 }
 
 // baseTarget is the engine's view of one secret from the policy alone: its
@@ -172,15 +277,23 @@ func baseTarget(f *policy.File, s *policy.SecretSpec, r rotation.Rotator) (rotat
 	t := rotation.Target{
 		ID: s.ID, Class: set.Class, Grace: set.Grace, Monitor: set.Monitor, OnTimeout: set.OnTimeout,
 		Retry:   rotation.Retry{Attempts: set.Retry.Attempts, Initial: set.Retry.Initial, Max: set.Retry.Max},
-		Channel: set.SlackChannel, Server: serverKey(s), Rotator: r,
+		Channel: set.SlackChannel, Server: schedule.ServerKey(s), Rotator: r,
 	}
 	if s.Rotator.Postgres != nil {
 		t.Terminate = s.Rotator.Postgres.TerminateSessions
+		t.ClientsInterval = s.SessionsInterval()
+	}
+	if s.Rotator.MySQL != nil {
+		t.Terminate = s.Rotator.MySQL.TerminateSessions
+		t.ClientsInterval = s.SessionsInterval()
 	}
 	for _, p := range s.Publish {
 		t.Publish = append(t.Publish, rotation.Publication{StoreName: p.Store, Path: p.Path})
 	}
 	for _, c := range s.Checks {
+		if c.Sessions != nil {
+			continue // paces Rotator.Clients (ClientsInterval): no check of its own
+		}
 		ck, err := checkFor(s, c, r)
 		if err != nil {
 			return t, err
@@ -190,26 +303,114 @@ func baseTarget(f *policy.File, s *policy.SecretSpec, r rotation.Rotator) (rotat
 	return t, nil
 }
 
-// target builds the engine's view of one secret, with its rotator and
-// stores.
-func (w *wiring) target(ctx context.Context, s *policy.SecretSpec) (rotation.Target, error) {
-	r, err := w.rotator(s)
+var _ daemon.Builder = (*wiring)(nil)
+
+// Target builds the engine's view of one secret, with a rotator of its
+// own and the shared stores; release closes the rotator (daemon.Builder).
+func (w *wiring) Target(ctx context.Context, s *policy.SecretSpec) (rotation.Target, func(), error) {
+	w.mu.Lock()
+	r, closeR, err := w.rotator(s)
 	if err != nil {
-		return rotation.Target{}, err
+		w.mu.Unlock()
+		return rotation.Target{}, nil, err
 	}
-	if d := slowDuration(); d > 0 {
-		r = slowRotator{Rotator: r, d: d}
+	release := w.own(closeR)
+	t, err := w.target(ctx, s, slowed(r))
+	w.mu.Unlock()
+	if err != nil {
+		release()
+		return t, nil, err
 	}
+	return t, release, nil
+}
+
+// target completes the engine's view of s around its rotator r (w.mu
+// held).
+func (w *wiring) target(ctx context.Context, s *policy.SecretSpec, r rotation.Rotator) (rotation.Target, error) {
 	t, err := baseTarget(w.file, s, r)
 	if err != nil {
 		return t, err
 	}
-	for i, p := range t.Publish {
-		if t.Publish[i].Store, err = w.store(ctx, p.StoreName); err != nil {
+	t.Redact = resolvedSecrets(s)
+	for i := range t.Publish {
+		if t.Publish[i].Store, err = w.publication(ctx, s, s.Publish[i]); err != nil {
 			return t, err
 		}
 	}
 	return t, nil
+}
+
+// publication returns the store one publish entry of s writes through:
+// its store, as the fields it owns of a shared document (fields:), with
+// its derived fields (derive:). w.mu is held.
+func (w *wiring) publication(ctx context.Context, s *policy.SecretSpec, p *policy.PublishSpec) (rotation.Store, error) {
+	st, err := w.store(ctx, p.Store)
+	if err != nil {
+		return nil, err
+	}
+	if len(p.Fields) > 0 {
+		doc, ok := docStore(st)
+		if !ok {
+			return nil, fmt.Errorf("%s: store %q cannot hold a shared document (fields:)", p.Pos, p.Store)
+		}
+		st = slowedStore(rotation.SharedFields(doc, rotation.SharedMetaField(s.ID), p.Fields))
+	}
+	fields, err := derivedFields(p)
+	if err != nil {
+		return nil, err
+	}
+	return rotation.DeriveFields(st, fields), nil
+}
+
+// docStore finds the rotation.DocStore under the wrappers of a store.
+func docStore(s rotation.Store) (rotation.DocStore, bool) {
+	for {
+		if d, ok := s.(rotation.DocStore); ok {
+			return d, true
+		}
+		u, ok := s.(interface{ Unwrap() rotation.Store })
+		if !ok {
+			return nil, false
+		}
+		s = u.Unwrap()
+	}
+}
+
+// derivedFields parses the derive templates of a publish entry (the
+// loader validated them), in name order.
+func derivedFields(p *policy.PublishSpec) ([]rotation.DerivedField, error) {
+	names := make([]string, 0, len(p.Derive))
+	for n := range p.Derive {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]rotation.DerivedField, 0, len(names))
+	for _, n := range names {
+		t, err := derive.Parse(p.Derive[n])
+		if err != nil {
+			return nil, fmt.Errorf("%s: derive.%s: %w", p.Pos, n, err)
+		}
+		out = append(out, rotation.DerivedField{Name: n, Template: t})
+	}
+	return out, nil
+}
+
+// AdoptedAge reads when the version the stores hold was made (first store
+// that knows), for adopt_age. Zero when none knows: due at once.
+func (w *wiring) AdoptedAge(ctx context.Context, s *policy.SecretSpec) time.Time {
+	for _, p := range s.Publish {
+		w.mu.Lock()
+		st, err := w.publication(ctx, s, p)
+		w.mu.Unlock()
+		if err != nil {
+			continue
+		}
+		d, err := st.Describe(ctx, rotation.DescribeRequest{Path: p.Path})
+		if err == nil && d.Current != nil && !d.Current.RotatedAt.IsZero() {
+			return d.Current.RotatedAt
+		}
+	}
+	return time.Time{}
 }
 
 // secretSpec finds a secret by id, with a helpful error.
@@ -266,8 +467,8 @@ func (a *app) engineWith(ctx context.Context, key *seal.Key) (*rotation.Engine, 
 	if err != nil {
 		return nil, nil, err
 	}
-	e := &rotation.Engine{DB: db, Key: key, Logger: a.logger, Holder: rotation.DefaultHolder(), Now: time.Now}
-	if err := a.applyTestKnobs(e); err != nil {
+	e := &rotation.Engine{DB: db, Key: key, Logger: a.logger, Holder: rotation.DefaultHolder(), Now: time.Now, LeaseTTL: a.leaseTTL}
+	if err := applyTestKnobs(e); err != nil {
 		db.Close()
 		return nil, nil, err
 	}

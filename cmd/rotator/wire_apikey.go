@@ -29,7 +29,7 @@ func (w *wiring) apiKey(s *policy.SecretSpec) (*apikey.Provider, error) {
 		pub := other.Publish[0]
 		// Stores are built once per wiring; building it here keeps the
 		// wiring's map out of the rotation's goroutines.
-		st, err := w.store(context.Background(), pub.Store)
+		st, err := w.publication(context.Background(), other, pub)
 		if err != nil {
 			return nil, fmt.Errorf("secret %s: management_secret %s: %w", s.ID, spec.ManagementSecret, err)
 		}
@@ -59,9 +59,15 @@ func checkFor(s *policy.SecretSpec, c *policy.CheckSpec, r rotation.Rotator) (ro
 		if c.HTTP.Timeout != nil {
 			h.Timeout = c.HTTP.Timeout.D()
 		}
+		if c.HTTP.Interval != nil {
+			h.Interval = c.HTTP.Interval.D()
+		}
 		return h, nil
 	case c.LastUsed != nil:
 		l := &checks.LastUsed{UnusedFor: c.LastUsed.UnusedFor.D()}
+		if c.LastUsed.Interval != nil {
+			l.Interval = c.LastUsed.Interval.D()
+		}
 		if r != nil {
 			rep, ok := r.(rotation.LastUsedReporter)
 			if !ok {

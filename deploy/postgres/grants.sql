@@ -12,6 +12,11 @@
 --   LOGIN CREATEROLE   ALTER ROLE ... PASSWORD / LOGIN / NOLOGIN on app,
 --                      app_blue, app_green; CREATE ROLE app_blue/app_green
 --                      and GRANT app TO them (rotator init)
+--                      and COMMENT ON ROLE on app_blue/app_green (the
+--                      rotator's fence marker, see docs/decisions.md
+--                      "Fencing target actions"); the fenced statement is a
+--                      DO block (plpgsql, usable by PUBLIC by default) that
+--                      takes pg_advisory_xact_lock (PUBLIC too)
 --   CONNECT            the admin DSN's database
 --   pg_signal_backend  only with terminate_sessions: true, to end the old
 --                      role's sessions at retire

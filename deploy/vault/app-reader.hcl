@@ -6,3 +6,9 @@
 path "secret/data/apps/db/app" {
   capabilities = ["read"]
 }
+
+# The versions map: an application (appsecret) finds the previous version
+# through it. Metadata holds no secret value.
+path "secret/metadata/apps/db/app" {
+  capabilities = ["read"]
+}

@@ -6,8 +6,11 @@
 #             version, cas=0), update (a new version, cas=current)
 #   metadata  read (current_version, the versions map), create and update
 #             (custom_metadata)
+#   delete    update: soft-delete given versions (undelete restores them),
+#             only when a failed run's publish is put back, so that the
+#             discarded version is neither readable nor "previous"
 #
-# Nothing else: no delete, no destroy, no list. Narrow or rename the apps/
+# Nothing else: no destroy, no delete of the latest version, no list. Narrow or rename the apps/
 # prefix (and the mount) to your own; deploy/deploy_test.go checks this file
 # against the store's documented policy and runs the store's conformance
 # suite with a token holding only this policy.
@@ -20,6 +23,10 @@ path "secret/data/apps/*" {
 
 path "secret/metadata/apps/*" {
   capabilities = ["create", "read", "update"]
+}
+
+path "secret/delete/apps/*" {
+  capabilities = ["update"]
 }
 
 # The token's own lifecycle: the store renews its token at half its TTL,

@@ -20,21 +20,19 @@
 package mototest
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/rotator/rotator/internal/testproc"
 )
 
 // HowToInstall says how to get moto_server on a machine.
@@ -56,22 +54,30 @@ type Server struct {
 	// Port is the loopback port it listens on.
 	Port int
 
-	cmd    *exec.Cmd
-	out    *lockedBuffer
-	exited chan struct{} // closed when the process has exited
-	once   sync.Once
+	proc *testproc.Process
 }
 
 // Start runs moto_server on a free loopback port and waits until it answers
 // HTTP requests. Close stops it.
-func Start() (*Server, error) {
+func Start() (*Server, error) { return StartWith(Options{}) }
+
+// Options change how a server is started.
+type Options struct {
+	// Env is added to the server's environment (NAME=value): moto reads
+	// its settings from there, such as INITIAL_NO_AUTH_ACTION_COUNT (see
+	// StartIAMAuth).
+	Env []string
+}
+
+// StartWith runs moto_server like Start, with o.
+func StartWith(o Options) (*Server, error) {
 	bin, err := exec.LookPath(Binary)
 	if err != nil {
 		return nil, fmt.Errorf("mototest: %s not found on PATH: %s", Binary, HowToInstall)
 	}
 	var lastErr error
 	for range 3 { // a free port may be taken between asking and binding
-		s, err := start(bin)
+		s, err := start(bin, o)
 		if err == nil {
 			return s, nil
 		}
@@ -80,31 +86,24 @@ func Start() (*Server, error) {
 	return nil, lastErr
 }
 
-func start(bin string) (*Server, error) {
-	port, err := freePort()
+func start(bin string, o Options) (*Server, error) {
+	port, err := testproc.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("mototest: free port: %w", err)
 	}
 	s := &Server{
-		URL:    "http://127.0.0.1:" + strconv.Itoa(port),
-		Port:   port,
-		out:    &lockedBuffer{},
-		exited: make(chan struct{}),
+		URL:  "http://127.0.0.1:" + strconv.Itoa(port),
+		Port: port,
 	}
-	s.cmd = exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
-	s.cmd.Stdout = s.out
-	s.cmd.Stderr = s.out
-	s.cmd.SysProcAttr = sysProcAttr()
+	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 	// moto reads no credentials, but keep the child's environment from
 	// telling it about a real account either.
-	s.cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing")
-	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("mototest: start %s: %w (%s)", bin, err, HowToInstall)
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing")
+	cmd.Env = append(cmd.Env, o.Env...)
+	s.proc, err = testproc.Start(Binary, cmd)
+	if err != nil {
+		return nil, fmt.Errorf("mototest: %w (%s)", err, HowToInstall)
 	}
-	go func() {
-		_ = s.cmd.Wait()
-		close(s.exited)
-	}()
 	if err := s.waitReady(startTimeout); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -117,9 +116,9 @@ func (s *Server) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		select {
-		case <-s.exited:
+		case <-s.proc.Exited():
 			return fmt.Errorf("mototest: %s exited before answering on port %d: %s\n(%s)",
-				Binary, s.Port, tail(s.out.String(), 2000), HowToInstall)
+				Binary, s.Port, s.proc.Tail(2000), HowToInstall)
 		default:
 		}
 		resp, err := client.Get(s.URL + "/moto-api/")
@@ -129,7 +128,7 @@ func (s *Server) waitReady(timeout time.Duration) error {
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("mototest: %s did not answer on %s within %s: %v\noutput: %s",
-				Binary, s.URL, timeout, err, tail(s.out.String(), 2000))
+				Binary, s.URL, timeout, err, s.proc.Tail(2000))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -138,27 +137,17 @@ func (s *Server) waitReady(timeout time.Duration) error {
 // Close kills the server (and anything it started) and waits for it to
 // exit. It is safe to call more than once.
 func (s *Server) Close() error {
-	s.once.Do(func() {
-		if s.cmd.Process != nil {
-			// The server runs in a process group of its own: kill the
-			// group, so a Python child cannot outlive it.
-			_ = killGroup(s.cmd.Process.Pid)
-			_ = s.cmd.Process.Kill()
-		}
-	})
-	select {
-	case <-s.exited:
-		return nil
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("mototest: %s (pid %d) did not exit after kill", Binary, s.cmd.Process.Pid)
+	if err := s.proc.Close(); err != nil {
+		return fmt.Errorf("mototest: %w", err)
 	}
+	return nil
 }
 
 // Pid is the server's process id.
-func (s *Server) Pid() int { return s.cmd.Process.Pid }
+func (s *Server) Pid() int { return s.proc.Pid() }
 
 // Output returns what the server printed so far, for failure messages.
-func (s *Server) Output() string { return s.out.String() }
+func (s *Server) Output() string { return s.proc.Output() }
 
 // AWSConfig returns an AWS configuration that talks to the server (see
 // Config).
@@ -242,48 +231,4 @@ func Main(m *testing.M) int {
 		}
 	}
 	return code
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func killGroup(pid int) error {
-	if pid <= 0 {
-		return errors.New("no process")
-	}
-	return syscall.Kill(-pid, syscall.SIGKILL)
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "..." + s[len(s)-n:]
-}
-
-// lockedBuffer collects the server's output from two pipes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() > 1<<20 { // keep memory bounded on a chatty server
-		b.buf.Reset()
-	}
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/rotator/rotator/internal/httpclient"
 	"github.com/rotator/rotator/internal/jsonpath"
 	"github.com/rotator/rotator/internal/secret"
 	"github.com/rotator/rotator/policy"
@@ -110,6 +111,13 @@ func (p *Provider) do(ctx context.Context, name string, c *policy.HTTPCallSpec, 
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := p.client.Do(req)
+	if re, ok := httpclient.Refused(err); ok {
+		// The *url.Error around it quotes the redirect's target whole.
+		// Its path may echo what was sent: redacted like everything else.
+		re = &httpclient.RedirectError{From: rotation.Redact(re.From, v.management, v.key),
+			To: rotation.Redact(re.To, v.management, v.key), Reason: re.Reason}
+		return answer{}, rotation.Permanent(&callError{call: name, method: c.Method, url: raw, err: re})
+	}
 	if err != nil {
 		// *url.Error names the URL, which holds no secret.
 		return answer{}, &callError{call: name, method: c.Method, url: raw, err: redactErr(err, v)}

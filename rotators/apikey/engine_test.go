@@ -21,6 +21,7 @@ import (
 	"github.com/rotator/rotator/internal/pgtest"
 	"github.com/rotator/rotator/internal/seal"
 	"github.com/rotator/rotator/internal/secret"
+	"github.com/rotator/rotator/notify"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
 	"github.com/rotator/rotator/rotators/apikey"
@@ -98,7 +99,7 @@ type world struct {
 	fast     *client
 	slow     *client
 	mu       sync.Mutex
-	events   []rotation.Event
+	events   []notify.Event
 }
 
 type syncBuffer struct {
@@ -145,7 +146,7 @@ func newWorld(t *testing.T) *world {
 	w.fast, w.slow = newClient(t, w.store), newClient(t, w.store)
 	w.engine = &rotation.Engine{DB: w.db, Key: key, Logger: logger, Holder: "test-" + t.Name(), LeaseTTL: 10 * time.Second,
 		Now: w.clock.Now, Sleep: func(context.Context, time.Duration) error { return nil },
-		Events: func(ev rotation.Event) { w.mu.Lock(); w.events = append(w.events, ev); w.mu.Unlock() }}
+		Events: func(ev notify.Event) { w.mu.Lock(); w.events = append(w.events, ev); w.mu.Unlock() }}
 	w.target = rotation.Target{
 		ID: secretID, Class: "api_key", Rotator: prov,
 		Publish: []rotation.Publication{{StoreName: "local", Path: storePath, Store: w.store}},
@@ -204,7 +205,7 @@ func TestRotationWaitsForClients(t *testing.T) {
 	w.slow.stay()
 	res = w.run(rotation.Options{})
 	require.Equal(t, state.RunWaiting, res.Status, "%+v", res)
-	require.Equal(t, rotation.StepVerify, res.Step)
+	require.Equal(t, state.StepVerify, res.Step)
 	require.Contains(t, res.Detail, w.slow.srv.URL, "the detail names the client that stayed behind")
 	require.Contains(t, res.Detail, "1 of 2 clients not on version 2: "+w.slow.srv.URL)
 	v2 := w.published()
@@ -245,9 +246,9 @@ func TestRotationWaitsForClients(t *testing.T) {
 	require.True(t, w.fake.valid(k2), "held: the old key stays valid")
 	require.True(t, w.fake.valid(v3.Credential.Secret.Reveal()))
 	w.mu.Lock()
-	var held []rotation.Event
+	var held []notify.Event
 	for _, ev := range w.events {
-		if ev.Kind == "rotation_failed" {
+		if ev.Kind == notify.KindRotationFailed {
 			held = append(held, ev)
 		}
 	}
@@ -268,8 +269,8 @@ func TestCrashAfterCreate(t *testing.T) {
 	v1 := w.published()
 
 	crashed := false
-	w.engine.Hooks.After = func(runID, step string) error {
-		if step == rotation.StepGenerate && !crashed {
+	w.engine.Hooks.After = func(runID string, step state.Step) error {
+		if step == state.StepGenerate && !crashed {
 			crashed = true
 			return rotation.ErrCrash
 		}
@@ -280,6 +281,9 @@ func TestCrashAfterCreate(t *testing.T) {
 	require.Len(t, w.fake.live(), 2, "the crashed run left a key no one recorded")
 	stray := w.fake.live()[1]
 
+	// The crashed process's lease runs out; a new process resumes.
+	_, err = w.db.Pool().Exec(w.ctx, `UPDATE rotator_leases SET expires_at = now() - interval '1 second'`)
+	require.NoError(t, err)
 	w.engine.Hooks = rotation.Hooks{}
 	res := w.run(rotation.Options{Wait: true})
 	require.Equal(t, state.RunSucceeded, res.Status, "%+v", res)

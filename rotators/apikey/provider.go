@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rotator/rotator/internal/httpclient"
 	"github.com/rotator/rotator/internal/jsonpath"
 	"github.com/rotator/rotator/internal/secret"
 	"github.com/rotator/rotator/policy"
@@ -31,7 +32,9 @@ type Config struct {
 	// each use, so a rotated management credential is picked up.
 	Management func(ctx context.Context) (secret.Value, error)
 	// Client makes the calls (default: a client with no timeout of its
-	// own; each call is bounded by spec.timeout).
+	// own; each call is bounded by spec.timeout). Whatever its own
+	// redirect policy, it follows no redirect that leaves the origin
+	// (internal/httpclient): the calls carry the management key.
 	Client *http.Client
 	Logger *slog.Logger
 	// Sleep waits between tries of verify (default: a timer).
@@ -107,13 +110,10 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.Management == nil {
 		return nil, errors.New("http_api: no management credential")
 	}
-	p := &Provider{spec: cfg.Spec, management: cfg.Management, client: cfg.Client, log: cfg.Logger,
+	p := &Provider{spec: cfg.Spec, management: cfg.Management, client: httpclient.Safe(cfg.Client), log: cfg.Logger,
 		sleep: cfg.Sleep, tries: cfg.VerifyTries, timeout: 30 * time.Second, usage: map[string]usageSeen{}}
 	if cfg.Spec.Timeout != nil && *cfg.Spec.Timeout > 0 {
 		p.timeout = cfg.Spec.Timeout.D()
-	}
-	if p.client == nil {
-		p.client = &http.Client{}
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)

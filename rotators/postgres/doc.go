@@ -70,13 +70,16 @@
 //
 // # Single-role mode, and its window of failures
 //
-// In single_role mode the role is the login role and Generate sets the new
-// password on it directly. THE OLD PASSWORD STOPS WORKING AT ONCE: a client
-// that opens a connection between Generate and the moment it reads the
+// In single_role mode the role is the login role and the new password is
+// set on it directly. THE OLD PASSWORD STOPS WORKING AT ONCE: a client that
+// opens a connection between the re-key and the moment it reads the
 // published new password fails to log in. Sessions already open are not
 // affected. Use it only where blue/green roles are impossible, with clients
-// that retry their connections, and keep the time between generate and
-// publish short. Clients returns rotation.ErrUnsupported (sessions of the
+// that retry their connections. To keep that window short, Generate
+// honours rotation.GenerateRequest.Prepare: the engine draws the password,
+// stages it in the stores, and only then sets it (Generate with Apply) and
+// publishes at once; a failure of that re-key is a failed generate, and
+// the engine's compensation sets the published (old) password back. Clients returns rotation.ErrUnsupported (sessions of the
 // old and the new password look the same), Retire does nothing (Generate
 // already retired the old password), and Restore and Discard set the
 // previous password back when the engine can give it (from a store),
@@ -124,6 +127,24 @@
 // run the server installed on the machine (15 today). Superuser
 // roles cannot be managed by a CREATEROLE role at all, and init refuses
 // to manage them.
+//
+// # The fence
+//
+// Re-key, retire, restore and discard each reach the server as ONE
+// statement, a DO block that takes pg_advisory_xact_lock on the secret's
+// role name, reads the rotator's marker on the secret's roles (the role's
+// comment, shobj_description(oid, 'pg_authid'); app_blue and app_green in
+// blue/green, the role itself in single-role mode), raises SQLSTATE RTF01
+// when a marker names a newer lease token than the request's
+// (rotation.Fence), and otherwise runs the ALTER ROLE (a password only as a
+// SCRAM verifier) and moves the markers to "rotator:<token>:<run id>:<action>"
+// in the same transaction. RTF01 is returned as rotation.ErrFenced
+// (permanent): a delayed or replayed statement of a process that lost its
+// lease is refused by the server and changes nothing. A request without a
+// token (a caller without a lease) is sent unfenced. A role comment that
+// is not a rotator marker is replaced. The statement needs nothing beyond
+// the admin privileges below: COMMENT ON ROLE is allowed to a CREATEROLE
+// role on the roles it may alter, DO (plpgsql) and advisory locks to PUBLIC.
 //
 // # Errors
 //

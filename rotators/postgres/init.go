@@ -46,6 +46,24 @@ func (r InitReport) String() string {
 // Init again does nothing new. The group keeps LOGIN and its password:
 // clients keep working until the first rotation retires it.
 func (r *Rotator) Init(ctx context.Context) (InitReport, error) {
+	return r.InitWith(ctx, InitRequest{})
+}
+
+// InitRequest adjusts Init.
+type InitRequest struct {
+	// AdoptExisting takes a <role>_blue or <role>_green that exists
+	// already as it is, even when it carries what the pair must not have
+	// (see foreign); the report says what was found.
+	AdoptExisting bool
+}
+
+// InitWith is Init with a request. Before changing anything, it looks at
+// each member role that exists already: one that carries attributes
+// (CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS) or memberships beyond
+// the group, has members of its own, or can log in without having been
+// set up as a member of the pair (so with a password rotator did not
+// set) is refused, naming what was found, unless req.AdoptExisting.
+func (r *Rotator) InitWith(ctx context.Context, req InitRequest) (InitReport, error) {
 	rep := InitReport{Role: r.role}
 	if r.mode != policy.ModeBlueGreen {
 		return rep, rotation.Permanent(fmt.Errorf("init: role %q uses mode %s; init prepares the blue/green pair and single-role mode needs none", r.role, r.mode))
@@ -68,6 +86,32 @@ func (r *Rotator) Init(ctx context.Context) (InitReport, error) {
 	}
 	if st[r.role].super {
 		return rep, rotation.Permanent(fmt.Errorf("init: role %q is a superuser: the rotator does not manage superusers", r.role))
+	}
+	var refused []string
+	for _, m := range []string{r.blue(), r.green()} {
+		if !st[m].exists || st[m].super {
+			continue
+		}
+		found, err := r.foreign(ctx, c, m)
+		if err != nil {
+			return rep, err
+		}
+		if len(found) == 0 {
+			continue
+		}
+		what := fmt.Sprintf("%s exists already with %s", m, strings.Join(found, ", "))
+		if req.AdoptExisting {
+			rep.Notes = append(rep.Notes, "adopted as it is (--adopt-existing): "+what)
+			r.logger.WarnContext(ctx, "adopting an existing role as it is", "member", m, "found", strings.Join(found, ", "))
+			continue
+		}
+		refused = append(refused, what)
+	}
+	if len(refused) > 0 {
+		return rep, rotation.Permanent(fmt.Errorf("init: %s; the pair's roles must be plain NOLOGIN members of %s, so nothing was changed: "+
+			"fix them by hand (ALTER ROLE ... NOLOGIN NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS; REVOKE the other roles), drop them, "+
+			"or run init again with --adopt-existing to take them as they are",
+			strings.Join(refused, "; "), r.role))
 	}
 	do := func(action, stmt string) error {
 		if _, err := c.Exec(ctx, stmt); err != nil {
@@ -157,4 +201,46 @@ func (r *Rotator) initMember(ctx context.Context, c *pgxpool.Conn, m string, rep
 	}
 	rep.Actions = append(rep.Actions, action)
 	return nil
+}
+
+// foreign lists what an existing member role m carries that the pair must
+// not: attributes, memberships of roles other than the group, members of
+// its own (the admin role aside: REASSIGN OWNED needs it to be one, and
+// Postgres 16 makes a CREATEROLE creator one), and LOGIN on a role that was not set up as a member of the
+// pair (a member of the group whose session role is the group), which
+// can only be a password rotator did not set.
+func (r *Rotator) foreign(ctx context.Context, c *pgxpool.Conn, m string) ([]string, error) {
+	var login, createdb, createrole, replication, bypassrls, paired bool
+	var memberOf, members []string
+	err := c.QueryRow(ctx, `SELECT r.rolcanlogin, r.rolcreatedb, r.rolcreaterole, r.rolreplication, r.rolbypassrls,
+			EXISTS (SELECT 1 FROM pg_auth_members a JOIN pg_roles g ON g.oid = a.roleid WHERE a.member = r.oid AND g.rolname = $2)
+			  AND EXISTS (SELECT 1 FROM pg_db_role_setting s WHERE s.setrole = r.oid AND s.setdatabase = 0 AND $3 = ANY (s.setconfig)),
+			ARRAY(SELECT g.rolname::text FROM pg_auth_members a JOIN pg_roles g ON g.oid = a.roleid
+				WHERE a.member = r.oid AND g.rolname <> $2 ORDER BY 1),
+			ARRAY(SELECT u.rolname::text FROM pg_auth_members a JOIN pg_roles u ON u.oid = a.member
+				WHERE a.roleid = r.oid AND u.rolname <> current_user ORDER BY 1)
+		FROM pg_roles r WHERE r.rolname = $1`, m, r.role, "role="+r.role).
+		Scan(&login, &createdb, &createrole, &replication, &bypassrls, &paired, &memberOf, &members)
+	if err != nil {
+		return nil, sqlError("init: read attributes of "+m, err)
+	}
+	var found []string
+	if login && !paired {
+		found = append(found, "LOGIN (it can log in with a password rotator did not set)")
+	}
+	for _, a := range []struct {
+		on   bool
+		name string
+	}{{createdb, "CREATEDB"}, {createrole, "CREATEROLE"}, {replication, "REPLICATION"}, {bypassrls, "BYPASSRLS"}} {
+		if a.on {
+			found = append(found, a.name)
+		}
+	}
+	if len(memberOf) > 0 {
+		found = append(found, "membership of "+strings.Join(memberOf, ", "))
+	}
+	if len(members) > 0 {
+		found = append(found, "members of its own ("+strings.Join(members, ", ")+")")
+	}
+	return found, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/rotator/rotator/internal/dsn"
 	"github.com/rotator/rotator/internal/secret"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
@@ -136,15 +137,19 @@ func New(spec *policy.PostgresSpec, adminDSN secret.Value, opts ...Option) (*Rot
 	if adminDSN.IsZero() {
 		return nil, fmt.Errorf("postgres: %s is empty", ref)
 	}
+	// internal/dsn: a DSN that does not parse is not shown at all, and
+	// every error of this DSN has its password redacted in every form.
+	if err := dsn.Check(adminDSN.Reveal()); err != nil {
+		return nil, fmt.Errorf("postgres: parse %s: %w", ref, err)
+	}
 	poolCfg, err := pgxpool.ParseConfig(adminDSN.Reveal())
 	if err != nil {
-		// pgconn redacts the password in its parse errors; scrub anyway.
-		return nil, fmt.Errorf("postgres: parse %s: %w", ref, scrub(err, adminDSN))
+		return nil, fmt.Errorf("postgres: parse %s: %w", ref, dsn.Error(err, adminDSN.Reveal()))
 	}
 	poolCfg.MaxConns = 2
 	loginCfg, err := pgx.ParseConfig(adminDSN.Reveal())
 	if err != nil {
-		return nil, fmt.Errorf("postgres: parse %s: %w", ref, scrub(err, adminDSN))
+		return nil, fmt.Errorf("postgres: parse %s: %w", ref, dsn.Error(err, adminDSN.Reveal()))
 	}
 	length, alphabet := passwordShape(spec)
 	r := &Rotator{
@@ -215,6 +220,7 @@ func (r *Rotator) admin(ctx context.Context) (*pgxpool.Conn, error) {
 
 // connectError explains a failed admin connection.
 func (r *Rotator) connectError(err error) error {
+	err = dsn.Error(err, r.dsn)
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch pe.Code {
@@ -247,6 +253,8 @@ func sqlErrorHint(action, hint string, err error) error {
 			return rotation.Permanent(fmt.Errorf("%s: %w (%s)", action, err, hint))
 		case "42704": // undefined_object
 			return rotation.Permanent(fmt.Errorf("%s: %w", action, err))
+		case fenceSQLState:
+			return rotation.Permanent(fmt.Errorf("%s: %w: %w", action, rotation.ErrFenced, err))
 		}
 	}
 	return fmt.Errorf("%s: %w", action, err)
@@ -340,21 +348,48 @@ func (r *Rotator) standby(current string) string {
 // role itself (single-role), then logs in with it. The password reaches the
 // server only as a SCRAM-SHA-256 verifier. Calling it again re-keys the
 // same role again.
+//
+// In single-role mode Generate honours Prepare and Apply: with Prepare it
+// only draws the password (after checking that the role exists) and
+// returns it Unapplied; with Apply it sets that password on the role and
+// logs in with it, so the engine can stage before the one password
+// changes and publish right after.
 func (r *Rotator) Generate(ctx context.Context, req rotation.GenerateRequest) (rotation.GenerateResponse, error) {
-	pw, err := generatePassword(r.rnd, r.length, r.alphabet)
-	if err != nil {
-		return rotation.GenerateResponse{}, fmt.Errorf("generate password: %w", err)
+	single := r.mode == policy.ModeSingleRole
+	if single && req.Prepare && req.Apply == nil {
+		return r.prepare(ctx)
+	}
+	var pw secret.Value
+	if single && req.Apply != nil {
+		if req.Apply.Username != r.role || req.Apply.Secret.IsZero() {
+			return rotation.GenerateResponse{}, rotation.Permanent(fmt.Errorf("apply: the prepared credential is for %q, not %q", req.Apply.Username, r.role))
+		}
+		pw = req.Apply.Secret
+	} else {
+		var err error
+		if pw, err = generatePassword(r.rnd, r.length, r.alphabet); err != nil {
+			return rotation.GenerateResponse{}, fmt.Errorf("generate password: %w", err)
+		}
 	}
 	verifier, err := scramVerifier(r.rnd, pw)
 	if err != nil {
 		return rotation.GenerateResponse{}, fmt.Errorf("compute SCRAM verifier: %w", err)
 	}
-	target, replaces, err := r.rekey(ctx, req.Current.Username, verifier)
+	target, replaces, err := r.rekey(ctx, req.Current.Username, verifier, req.Fence)
 	if err != nil {
 		return rotation.GenerateResponse{}, scrub(err, pw)
 	}
 	if err := r.login(ctx, target, pw); err != nil {
-		return rotation.GenerateResponse{}, fmt.Errorf("log in as %q with its new password: %w", target, scrub(err, pw))
+		lerr := fmt.Errorf("log in as %q with its new password: %w", target, scrub(err, pw))
+		if r.mode != policy.ModeSingleRole && target != replaces {
+			// The standby now has a password nobody holds: it must not be
+			// left able to log in (the engine never learns its name).
+			if _, derr := r.setLogin(context.WithoutCancel(ctx), target, false, "undo the re-key of", req.Fence); derr != nil {
+				return rotation.GenerateResponse{}, fmt.Errorf("%w; and setting %q NOLOGIN again failed: %v", lerr, target, scrub(derr, pw))
+			}
+			r.logger.WarnContext(ctx, "new password did not log in; standby disabled again", "secret_id", req.SecretID, "target_role", target)
+		}
+		return rotation.GenerateResponse{}, lerr
 	}
 	r.logger.InfoContext(ctx, "re-keyed role", "secret_id", req.SecretID, "run_id", req.RunID,
 		"target_role", target, "fingerprint", pw.Fingerprint())
@@ -366,9 +401,35 @@ func (r *Rotator) Generate(ctx context.Context, req rotation.GenerateRequest) (r
 	}, Replaces: rotation.CredentialMeta{Username: replaces}}, nil
 }
 
+// prepare draws the single role's next password without setting it.
+func (r *Rotator) prepare(ctx context.Context) (rotation.GenerateResponse, error) {
+	c, err := r.admin(ctx)
+	if err != nil {
+		return rotation.GenerateResponse{}, err
+	}
+	st, err := roleStates(ctx, c, r.role)
+	c.Release()
+	if err != nil {
+		return rotation.GenerateResponse{}, sqlError("read role "+r.role, err)
+	}
+	if !st[r.role].exists {
+		return rotation.GenerateResponse{}, rotation.Permanent(fmt.Errorf("role %q does not exist: create it (CREATE ROLE %s LOGIN) or fix postgres.role", r.role, ident(r.role)))
+	}
+	pw, err := generatePassword(r.rnd, r.length, r.alphabet)
+	if err != nil {
+		return rotation.GenerateResponse{}, fmt.Errorf("generate password: %w", err)
+	}
+	return rotation.GenerateResponse{Unapplied: true, Credential: rotation.Credential{
+		Username: r.role,
+		Secret:   pw,
+		Field:    "password",
+		Extra:    maps.Clone(r.connection),
+	}, Replaces: rotation.CredentialMeta{Username: r.role}}, nil
+}
+
 // rekey sets verifier as the password of the role Generate re-keys and
 // returns that role and the one it replaces.
-func (r *Rotator) rekey(ctx context.Context, current, verifier string) (target, replaces string, err error) {
+func (r *Rotator) rekey(ctx context.Context, current, verifier string, f rotation.Fence) (target, replaces string, err error) {
 	c, err := r.admin(ctx)
 	if err != nil {
 		return "", "", err
@@ -395,22 +456,59 @@ func (r *Rotator) rekey(ctx context.Context, current, verifier string) (target, 
 			return "", "", err
 		}
 		target, replaces = r.standby(cur), cur
+		// What the target shows (DESIGN.md, rule 1): the standby is the
+		// role no client uses. One that can log in and has sessions is in
+		// use (a client holds a password no store publishes, or a
+		// rollback left it enabled); re-keying it would lock those clients
+		// out at their next connection.
+		if st[target].login {
+			n, err := r.sessions(ctx, c, target)
+			if err != nil {
+				return "", "", err
+			}
+			if n > 0 {
+				// Not permanent: a short session (a client that read the
+				// store just before a rollback) ends by the next try.
+				return "", "", fmt.Errorf("%w: the standby role %q can log in and has %d client session(s): rotator does not re-key a role clients use; "+
+					"find them (SELECT * FROM pg_stat_activity WHERE usename = '%s'), move them to %q, then retry", ErrStandbyInUse, target, n, target, cur)
+			}
+		}
 		stmt = "ALTER ROLE " + ident(target) + " WITH LOGIN PASSWORD " + literal(verifier)
 	}
-	if _, err := c.Exec(ctx, stmt); err != nil {
+	if err := r.fenced(ctx, c, f, "rekey", stmt); err != nil {
 		return "", "", sqlError(fmt.Sprintf("re-key role %q", target), err)
 	}
 	return target, replaces, nil
 }
 
+// ErrStandbyInUse: the role blue/green would re-key has client sessions
+// and can log in.
+var ErrStandbyInUse = errors.New("standby in use")
+
+// loginApp is the application_name of rotator's own logins as the managed
+// roles (the test after a re-key): they are not clients.
+const loginApp = "rotator-login-test"
+
+// sessions counts the client sessions of role: every backend of it but
+// this connection's and rotator's own login tests.
+func (r *Rotator) sessions(ctx context.Context, c *pgxpool.Conn, role string) (int, error) {
+	var n int
+	err := c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+		WHERE usename = $1 AND pid <> pg_backend_pid() AND application_name <> $2`, role, loginApp).Scan(&n)
+	if err != nil {
+		return 0, sqlError(fmt.Sprintf("count sessions of %q", role), err)
+	}
+	return n, nil
+}
+
 // setPassword sets verifier on role without changing LOGIN.
-func (r *Rotator) setPassword(ctx context.Context, role, verifier string) error {
+func (r *Rotator) setPassword(ctx context.Context, role, verifier string, f rotation.Fence, action string) error {
 	c, err := r.admin(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Release()
-	if _, err := c.Exec(ctx, "ALTER ROLE "+ident(role)+" WITH PASSWORD "+literal(verifier)); err != nil {
+	if err := r.fenced(ctx, c, f, action, "ALTER ROLE "+ident(role)+" WITH PASSWORD "+literal(verifier)); err != nil {
 		return sqlError(fmt.Sprintf("set password of role %q", role), err)
 	}
 	return nil
@@ -425,13 +523,15 @@ func (r *Rotator) login(ctx context.Context, user string, password secret.Value)
 	cfg := r.loginCfg.Copy()
 	cfg.User = user
 	cfg.Password = password.Reveal()
+	cfg.RuntimeParams["application_name"] = loginApp
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var one int
-	if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+	// Exec without arguments is one simple-protocol round trip (a query
+	// would prepare the statement first on the new connection: two).
+	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
 		return fmt.Errorf("query as %q: %w", user, err)
 	}
 	return nil
@@ -516,7 +616,7 @@ func (r *Rotator) Retire(ctx context.Context, req rotation.RetireRequest) error 
 	case !r.inPair(old):
 		return rotation.Permanent(fmt.Errorf("retire: refusing to disable %q: it is not one of %s, %s, %s", old, r.role, r.blue(), r.green()))
 	}
-	exists, err := r.setLogin(ctx, old, false, "retire")
+	exists, err := r.setLogin(ctx, old, false, "retire", req.Fence)
 	if err != nil {
 		return err
 	}
@@ -550,13 +650,13 @@ func (r *Rotator) Retire(ctx context.Context, req rotation.RetireRequest) error 
 // carries it, and cannot restore otherwise (ErrNotRestorable).
 func (r *Rotator) Restore(ctx context.Context, req rotation.RestoreRequest) error {
 	if r.mode == policy.ModeSingleRole {
-		return r.putBack(ctx, "restore", req.Previous)
+		return r.putBack(ctx, "restore", req.Previous, req.Fence)
 	}
 	old := req.Old.Username
 	if !r.inPair(old) {
 		return rotation.Permanent(fmt.Errorf("restore: refusing to enable %q: it is not one of %s, %s, %s", old, r.role, r.blue(), r.green()))
 	}
-	exists, err := r.setLogin(ctx, old, true, "restore")
+	exists, err := r.setLogin(ctx, old, true, "restore", req.Fence)
 	if err != nil {
 		return err
 	}
@@ -572,7 +672,7 @@ func (r *Rotator) Restore(ctx context.Context, req rotation.RestoreRequest) erro
 // mode the current password is set back from req.Previous.
 func (r *Rotator) Discard(ctx context.Context, req rotation.DiscardRequest) error {
 	if r.mode == policy.ModeSingleRole {
-		return r.putBack(ctx, "discard", req.Previous)
+		return r.putBack(ctx, "discard", req.Previous, req.Fence)
 	}
 	n := req.New.Username
 	switch {
@@ -581,7 +681,7 @@ func (r *Rotator) Discard(ctx context.Context, req rotation.DiscardRequest) erro
 	case n != r.blue() && n != r.green():
 		return rotation.Permanent(fmt.Errorf("discard: refusing to disable %q: it is not %s or %s", n, r.blue(), r.green()))
 	}
-	if _, err := r.setLogin(ctx, n, false, "discard"); err != nil {
+	if _, err := r.setLogin(ctx, n, false, "discard", req.Fence); err != nil {
 		return err
 	}
 	r.logger.InfoContext(ctx, "discarded unpublished credential", "secret_id", req.SecretID, "new_role", n)
@@ -589,9 +689,10 @@ func (r *Rotator) Discard(ctx context.Context, req rotation.DiscardRequest) erro
 }
 
 // setLogin gives role LOGIN (or NOLOGIN) unless it has it already; action
-// names the step in errors. It reports false, changing nothing, when the
-// role does not exist.
-func (r *Rotator) setLogin(ctx context.Context, role string, login bool, action string) (bool, error) {
+// names the step in errors. Fenced (f.Token set), it always sends the
+// fenced statement, so that a refusal is seen and the marker moves. It
+// reports false, changing nothing, when the role does not exist.
+func (r *Rotator) setLogin(ctx context.Context, role string, login bool, action string, f rotation.Fence) (bool, error) {
 	c, err := r.admin(ctx)
 	if err != nil {
 		return false, err
@@ -604,12 +705,12 @@ func (r *Rotator) setLogin(ctx context.Context, role string, login bool, action 
 	if !st[role].exists {
 		return false, nil
 	}
-	if st[role].login != login {
+	if st[role].login != login || f.Token != 0 {
 		attr := "NOLOGIN"
 		if login {
 			attr = "LOGIN"
 		}
-		if _, err := c.Exec(ctx, "ALTER ROLE "+ident(role)+" "+attr); err != nil {
+		if err := r.fenced(ctx, c, f, action, "ALTER ROLE "+ident(role)+" "+attr); err != nil {
 			return true, sqlError(fmt.Sprintf("%s role %q (%s)", action, role, attr), err)
 		}
 	}
@@ -617,7 +718,7 @@ func (r *Rotator) setLogin(ctx context.Context, role string, login bool, action 
 }
 
 // putBack sets prev's password on the single role and logs in with it.
-func (r *Rotator) putBack(ctx context.Context, action string, prev *rotation.Credential) error {
+func (r *Rotator) putBack(ctx context.Context, action string, prev *rotation.Credential, f rotation.Fence) error {
 	if prev == nil || prev.Secret.IsZero() {
 		return fmt.Errorf("%s role %q: single-role mode overwrote its password and the previous one is not available: %w", action, r.role, rotation.ErrNotRestorable)
 	}
@@ -628,7 +729,7 @@ func (r *Rotator) putBack(ctx context.Context, action string, prev *rotation.Cre
 	if err != nil {
 		return fmt.Errorf("%s role %q: %w", action, r.role, err)
 	}
-	if err := r.setPassword(ctx, r.role, verifier); err != nil {
+	if err := r.setPassword(ctx, r.role, verifier, f, action); err != nil {
 		return fmt.Errorf("%s: %w", action, scrub(err, prev.Secret))
 	}
 	if err := r.login(ctx, r.role, prev.Secret); err != nil {
@@ -636,6 +737,68 @@ func (r *Rotator) putBack(ctx context.Context, action string, prev *rotation.Cre
 	}
 	r.logger.InfoContext(ctx, "set previous password back", "action", action, "fingerprint", prev.Secret.Fingerprint())
 	return nil
+}
+
+// fenceSQLState is what the fenced statement raises when a newer lease
+// holder has acted on the secret's roles (a class no Postgres error uses).
+const fenceSQLState = "RTF01"
+
+// fenceTag quotes the body of the fenced DO block.
+const fenceTag = "$rotator_fence$"
+
+// markerRoles are the roles whose comment holds the rotator's marker: the
+// pair in blue/green (every action of the secret checks and moves both, so
+// one newer action fences the whole secret), the role in single-role mode.
+func (r *Rotator) markerRoles() []string {
+	if r.mode == policy.ModeSingleRole {
+		return []string{r.role}
+	}
+	return []string{r.blue(), r.green()}
+}
+
+// Marker is the comment the rotator keeps on the roles it manages:
+// "rotator:<lease token>:<run id>:<action>". Only the token is compared.
+func Marker(f rotation.Fence, action string) string {
+	return fmt.Sprintf("rotator:%d:%s:%s", f.Token, f.RunID, action)
+}
+
+// fenced sends stmt (an ALTER ROLE) as one statement that the server runs
+// only when no marker on the secret's roles names a newer lease token than
+// f's, and that moves the markers to f in the same transaction. Otherwise
+// the server raises fenceSQLState and changes nothing, so a delayed or
+// replayed statement of a process that lost its lease is refused by the
+// target itself. An advisory lock on the role serializes fenced statements.
+// f.Token zero (a caller without a lease) sends stmt unfenced.
+func (r *Rotator) fenced(ctx context.Context, c *pgxpool.Conn, f rotation.Fence, action, stmt string) error {
+	if f.Token == 0 {
+		_, err := c.Exec(ctx, stmt)
+		return err
+	}
+	roles := r.markerRoles()
+	lits := make([]string, len(roles))
+	for i, n := range roles {
+		lits[i] = literal(n)
+	}
+	marker := Marker(f, action)
+	var b strings.Builder
+	b.WriteString("DO " + fenceTag + "\nDECLARE m text;\nBEGIN\n")
+	fmt.Fprintf(&b, "PERFORM pg_advisory_xact_lock(hashtext('rotator fence'), hashtext(%s));\n", literal(r.role))
+	fmt.Fprintf(&b, "FOR m IN SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname IN (%s) LOOP\n", strings.Join(lits, ", "))
+	fmt.Fprintf(&b, "IF m ~ '^rotator:[0-9]+:' AND split_part(m, ':', 2)::numeric > %d THEN\n", f.Token)
+	fmt.Fprintf(&b, "RAISE EXCEPTION USING ERRCODE = '%s', MESSAGE = 'refused: the role''s marker ' || m || ' names a newer lease than %d', "+
+		"HINT = 'another rotator process has acted on this secret since this one took its lease';\n", fenceSQLState, f.Token)
+	b.WriteString("END IF;\nEND LOOP;\n")
+	fmt.Fprintf(&b, "EXECUTE %s;\n", literal(stmt))
+	for _, n := range roles {
+		fmt.Fprintf(&b, "EXECUTE %s;\n", literal("COMMENT ON ROLE "+ident(n)+" IS "+literal(marker)))
+	}
+	b.WriteString("END\n" + fenceTag)
+	body := b.String()
+	if strings.Count(body, fenceTag) != 2 {
+		return rotation.Permanent(fmt.Errorf("a role name contains %s", fenceTag))
+	}
+	_, err := c.Exec(ctx, body)
+	return err
 }
 
 // scrubbed is an error whose message has secrets replaced; it still unwraps

@@ -427,3 +427,73 @@ func TestValidate(t *testing.T) {
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "s3cr3tpw")
 }
+
+// Issue 13, finding 3: Generate re-keys the standby and then cannot log in
+// with the new password (here: the database refuses its connections, as a
+// pg_hba rule would). The standby must not be left able to log in with a
+// password nobody holds.
+func TestGenerateThatCannotLogInDisablesTheStandby(t *testing.T) {
+	f := newFixture(t, policy.ModeBlueGreen)
+	r := f.rotator(t, "")
+	ctx := ctxT(t)
+	_, err := r.Init(ctx)
+	require.NoError(t, err)
+	var db string
+	f.queryRow(t, "SELECT current_database()", []any{&db})
+	f.exec(t, "REVOKE CONNECT ON DATABASE "+pgx.Identifier{db}.Sanitize()+" FROM PUBLIC")
+	t.Cleanup(func() { f.exec(t, "GRANT CONNECT ON DATABASE "+pgx.Identifier{db}.Sanitize()+" TO PUBLIC") })
+
+	_, err = r.Generate(ctx, rotation.GenerateRequest{SecretID: "db/app", RunID: "r1"})
+	require.ErrorContains(t, err, "with its new password")
+	require.False(t, f.canLogin(t, f.role+"_blue"), "the re-keyed standby is NOLOGIN again")
+	require.True(t, f.canLogin(t, f.role), "the current role is untouched")
+}
+
+// What the target shows guards the re-key: a standby that can log in and
+// has client sessions is in use (a client holds a password no store
+// publishes, or a rollback left it enabled), and Generate refuses to re-key
+// it; once those clients are gone, or once the role is retired (NOLOGIN:
+// its leftover sessions cannot reconnect anyway), it goes ahead.
+func TestGenerateRefusesAStandbyInUse(t *testing.T) {
+	f := newFixture(t, policy.ModeBlueGreen)
+	r := f.rotator(t, "")
+	ctx := ctxT(t)
+	_, err := r.Init(ctx)
+	require.NoError(t, err)
+	g1, err := r.Generate(ctx, rotation.GenerateRequest{})
+	require.NoError(t, err)
+	blue := g1.Credential
+	g2, err := r.Generate(ctx, rotation.GenerateRequest{Current: blue.Meta()})
+	require.NoError(t, err)
+	green := g2.Credential
+	require.NotEqual(t, blue.Username, green.Username)
+
+	// Green is current; blue, the standby, still can log in and a client
+	// uses it.
+	held := f.hold(t, blue.Username, blue.Secret.Reveal())
+	_, err = r.Generate(ctx, rotation.GenerateRequest{Current: green.Meta()})
+	require.ErrorIs(t, err, postgres.ErrStandbyInUse)
+	require.Contains(t, err.Error(), fmt.Sprintf("the standby role %q can log in and has 1 client session(s)", blue.Username))
+	require.NotContains(t, err.Error(), blue.Secret.Reveal())
+	require.NoError(t, f.login(t, blue.Username, blue.Secret.Reveal()), "the standby's password is unchanged")
+
+	// Retired (NOLOGIN) with the session left over: re-keyed.
+	require.NoError(t, r.Retire(ctx, rotation.RetireRequest{Old: blue.Meta(), New: green.Meta()}))
+	g3, err := r.Generate(ctx, rotation.GenerateRequest{Current: green.Meta()})
+	require.NoError(t, err)
+	require.Equal(t, blue.Username, g3.Credential.Username)
+	require.NoError(t, f.login(t, g3.Credential.Username, g3.Credential.Secret.Reveal()))
+	require.NoError(t, held.Close(ctx))
+	require.Eventually(t, func() bool {
+		var n int
+		f.queryRow(t, "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND application_name <> 'rotator-login-test'", []any{&n}, blue.Username)
+		return n == 0
+	}, eventually, tick, "the client's session ends")
+
+	// Rotator's own login tests are not clients: Generate twice at once
+	// (the first one's test login may still be closing) re-keys both times.
+	for range 2 {
+		_, err = r.Generate(ctx, rotation.GenerateRequest{Current: green.Meta()})
+		require.NoError(t, err)
+	}
+}

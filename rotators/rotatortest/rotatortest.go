@@ -45,6 +45,13 @@ type Harness struct {
 	// Postgres). The suite then does not expect the current credential to
 	// keep working while a new one is pending.
 	ReplacesAtGenerate bool
+	// StoresOnly: no target holds the credential but the stores (a key
+	// ring). Retire, Restore and Discard change nothing a client can see,
+	// so the suite checks that they succeed, are idempotent and leave
+	// every credential working (a reader may still hold the old one), not
+	// that the old or discarded credential stops working. CanRestore must
+	// be set: the stores restore it.
+	StoresOnly bool
 }
 
 // Run runs the suite as subtests of t.
@@ -95,7 +102,11 @@ func Run(t *testing.T, h Harness) {
 		s.noErr(s.r.Retire(s.ctx, retire), "Retire")
 		s.noErr(s.r.Retire(s.ctx, retire), "Retire again (retry)")
 		s.requireLogin(neu, "the new credential after retire")
-		s.requireNoLogin(old, "the old credential after retire")
+		if h.StoresOnly {
+			s.requireLogin(old, "the old credential after retire (stores only: a reader may still hold it)")
+		} else {
+			s.requireNoLogin(old, "the old credential after retire")
+		}
 		s.noErr(s.r.Test(s.ctx, rotation.TestRequest{SecretID: s.id, Credential: neu}), "Test of the new credential after retire")
 		s.checkErr(s.r.Test(s.ctx, rotation.TestRequest{SecretID: s.id, Credential: old}))
 
@@ -131,8 +142,26 @@ func Run(t *testing.T, h Harness) {
 		req := rotation.DiscardRequest{SecretID: s.id, New: pending.Meta(), Current: cur.Meta(), Previous: &cur}
 		s.noErr(s.r.Discard(s.ctx, req), "Discard")
 		s.noErr(s.r.Discard(s.ctx, req), "Discard again (retry)")
-		s.requireNoLogin(pending, "a discarded credential")
+		if !h.StoresOnly {
+			// Stores only: a discarded credential is one no store
+			// published, so no reader holds it; nothing to disable.
+			s.requireNoLogin(pending, "a discarded credential")
+		}
 		s.requireLogin(cur, "the current credential after a discard")
+	})
+
+	// A run whose generate failed before it named a credential: the
+	// engine discards with no new credential (and, where a store holds
+	// it, the published one as Previous). The current credential keeps
+	// working; the call succeeds, so compensation can complete.
+	t.Run("DiscardWithoutNew", func(t *testing.T) {
+		s := newSession(t, h)
+		cur := s.generate(rotation.CredentialMeta{})
+		for _, run := range []string{"a-run-that-generated-nothing", "run-" + t.Name()} {
+			req := rotation.DiscardRequest{SecretID: s.id, Current: cur.Meta(), Previous: &cur, Fence: rotation.Fence{RunID: run}}
+			s.noErr(s.r.Discard(s.ctx, req), "Discard without a new credential (run "+run+")")
+			s.requireLogin(cur, "the current credential after a discard without a new credential")
+		}
 	})
 
 	t.Run("ErrorsHideSecrets", func(t *testing.T) {
@@ -155,6 +184,9 @@ type session struct {
 	ctx     context.Context
 	id      string
 	secrets []string
+	// made holds the first credential generated per identity (what a
+	// store would publish for a Successor).
+	made map[rotation.CredentialMeta]rotation.Credential
 }
 
 func newSession(t *testing.T, h Harness) *session {
@@ -163,13 +195,28 @@ func newSession(t *testing.T, h Harness) *session {
 	return &session{t: t, h: h, r: h.New(t), ctx: ctx, id: "conformance/" + t.Name()}
 }
 
+// generate asks for a new credential. A rotation.Successor is given what
+// a store would publish: the credential last generated with current's
+// identity in this session (nil on a first generate).
 func (s *session) generate(current rotation.CredentialMeta) rotation.Credential {
 	s.t.Helper()
-	resp, err := s.r.Generate(s.ctx, rotation.GenerateRequest{SecretID: s.id, RunID: "run-" + s.t.Name(), Current: current})
+	req := rotation.GenerateRequest{SecretID: s.id, RunID: "run-" + s.t.Name(), Current: current}
+	if _, ok := s.r.(rotation.Successor); ok && !current.IsZero() {
+		pub, ok := s.made[current]
+		require.True(s.t, ok, "the suite generates on a credential it made")
+		req.Published = &pub
+	}
+	resp, err := s.r.Generate(s.ctx, req)
 	s.noErr(err, "Generate")
 	c := resp.Credential
 	require.False(s.t, c.Secret.IsZero(), "Generate returned an empty secret")
 	s.secrets = append(s.secrets, c.Secret.Reveal())
+	if s.made == nil {
+		s.made = map[rotation.CredentialMeta]rotation.Credential{}
+	}
+	if _, seen := s.made[c.Meta()]; !seen {
+		s.made[c.Meta()] = c
+	}
 	return c
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"net/url"
 	"regexp"
 	"slices"
@@ -28,6 +29,12 @@ const (
 	LabelCurrent  = "AWSCURRENT"
 	LabelPrevious = "AWSPREVIOUS"
 	LabelPending  = "AWSPENDING"
+	// LabelPriorPrevious marks, while a version is newly published, the
+	// version that held AWSPREVIOUS before that publish, so a discarding
+	// rollback (rotation.RollbackRequest.Discard) can move AWSPREVIOUS
+	// back to it: previous always names the last version that was really
+	// current, never a discarded one.
+	LabelPriorPrevious = "ROTATOR_PRIOR_PREVIOUS"
 )
 
 // TagManagedBy is the tag the store puts on the secrets it creates, with
@@ -62,6 +69,9 @@ type Store struct {
 	kmsKeyID string
 	tags     []types.Tag
 	log      *slog.Logger
+	// beforeMove, when set (tests, export_test.go), runs in Publish after
+	// the fence's compare, just before AWSCURRENT is moved.
+	beforeMove func()
 }
 
 var regionRE = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)+$`)
@@ -196,7 +206,11 @@ func (st secretState) unpublishedFirst(id string) bool {
 }
 
 func (s *Store) describe(ctx context.Context, op, name string) (secretState, error) {
-	out, err := s.client.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(name)})
+	in := &secretsmanager.DescribeSecretInput{SecretId: aws.String(name)}
+	out, err := s.client.DescribeSecret(ctx, in)
+	if readAgain(err) {
+		out, err = s.client.DescribeSecret(ctx, in)
+	}
 	if err != nil {
 		if isCode(err, "ResourceNotFoundException") {
 			return secretState{}, nil
@@ -258,9 +272,22 @@ func (s *Store) ensure(ctx context.Context, op, name string) (secretState, error
 	return st, err
 }
 
+// readAgain says whether a read should be sent once more: Go's HTTP client
+// can close a kept-alive connection under a response it is still reading
+// ("use of closed network connection" after a 200, aws/aws-sdk-go-v2#1825),
+// and the SDK does not retry that because it cannot know a call is
+// idempotent. A read is; writes are not retried here.
+func readAgain(err error) bool {
+	return err != nil && errors.Is(err, net.ErrClosed)
+}
+
 // read fetches one version's stored data.
 func (s *Store) read(ctx context.Context, op, name, id string) (map[string]string, time.Time, error) {
-	out, err := s.client.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(name), VersionId: aws.String(id)})
+	in := &secretsmanager.GetSecretValueInput{SecretId: aws.String(name), VersionId: aws.String(id)}
+	out, err := s.client.GetSecretValue(ctx, in)
+	if readAgain(err) {
+		out, err = s.client.GetSecretValue(ctx, in)
+	}
 	if err != nil {
 		return nil, time.Time{}, s.fail(op, "GetSecretValue", name, err)
 	}
@@ -476,6 +503,12 @@ func (s *Store) Publish(ctx context.Context, req rotation.PublishRequest) error 
 		return err
 	}
 	labels, ok := st.labels[tok]
+	if e := req.Expect; e != nil && !slices.Contains(labels, LabelCurrent) {
+		// The fence, before anything is written (not even AWSPENDING).
+		if err := s.expect(ctx, name, e, st.holder[LabelCurrent], st); err != nil {
+			return err
+		}
+	}
 	switch {
 	case !ok:
 		if labels, err = s.stage(ctx, name, tok, req.Version, st); err != nil {
@@ -491,8 +524,21 @@ func (s *Store) Publish(ctx context.Context, req rotation.PublishRequest) error 
 	log := s.log.With("secret", name, "run_id", req.Version.RunID, "version_id", tok, "number", req.Version.Number)
 	if !slices.Contains(labels, LabelCurrent) {
 		old := st.holder[LabelCurrent]
+		// Remember which version is previous now, for a discarding
+		// rollback of this publish.
+		if pp, rec := st.holder[LabelPrevious], st.holder[LabelPriorPrevious]; pp != rec {
+			if err := s.moveLabel(ctx, "publish", name, LabelPriorPrevious, pp, rec); err != nil {
+				return err
+			}
+		}
+		if s.beforeMove != nil {
+			s.beforeMove()
+		}
+		// RemoveFromVersionId = the version compared above: AWS refuses
+		// the move when AWSCURRENT is no longer there, so a writer in
+		// between is not overwritten.
 		if err := s.moveLabel(ctx, "publish", name, LabelCurrent, tok, old); err != nil {
-			return err
+			return s.moved(ctx, name, req.Expect, old, err)
 		}
 		log.InfoContext(ctx, "published version", "previous_version_id", old)
 	}
@@ -502,6 +548,58 @@ func (s *Store) Publish(ctx context.Context, req rotation.PublishRequest) error 
 		}
 	}
 	return nil
+}
+
+// expect compares the AWSCURRENT version (old) with what the caller
+// observed: a refusal names both run ids and the version id found.
+func (s *Store) expect(ctx context.Context, name string, e *rotation.Expect, old string, st secretState) error {
+	found := ""
+	if old != "" {
+		if e.RunID != "" {
+			if want, err := Token(e.RunID); err == nil && want == old {
+				return nil
+			}
+		}
+		m, ours, err := s.meta(ctx, "publish", name, old)
+		if err != nil {
+			return err
+		}
+		// A first version staged and never published is not current.
+		if !(ours && st.unpublishedFirst(old)) {
+			found = m.RunID
+		}
+	}
+	if found != e.RunID {
+		return rotation.StoreMoved(fmt.Sprintf("awssm secret %q", name), e.RunID, found, versionName(old))
+	}
+	return nil
+}
+
+func versionName(id string) string {
+	if id == "" {
+		return ""
+	}
+	return "VersionId " + id
+}
+
+// moved explains a label move that AWS refused because AWSCURRENT had
+// moved since it was read (a publish with an expectation): a refusal, not
+// a retryable error.
+func (s *Store) moved(ctx context.Context, name string, e *rotation.Expect, old string, err error) error {
+	if e == nil || !isCode(err, "InvalidParameterException") {
+		return err
+	}
+	st, derr := s.describe(ctx, "publish", name)
+	if derr != nil || st.holder[LabelCurrent] == old {
+		return err
+	}
+	found := ""
+	if cur := st.holder[LabelCurrent]; cur != "" {
+		if m, _, merr := s.meta(ctx, "publish", name, cur); merr == nil {
+			found = m.RunID
+		}
+	}
+	return rotation.StoreMoved(fmt.Sprintf("awssm secret %q", name), e.RunID, found, versionName(st.holder[LabelCurrent]))
 }
 
 // Describe reads the versions labelled AWSCURRENT, AWSPREVIOUS and
@@ -594,6 +692,11 @@ func (s *Store) Rollback(ctx context.Context, req rotation.RollbackRequest) erro
 		return s.deletionError("rollback", name, st.deleted)
 	}
 	if st.holder[LabelCurrent] != tok {
+		if req.Discard && st.holder[LabelPrevious] == tok {
+			// Rolled back already, but AWSPREVIOUS still names the
+			// discarded version (the second move did not happen).
+			return s.restorePrevious(ctx, name, tok, st)
+		}
 		return nil // never published, or rolled back already
 	}
 	prev := st.holder[LabelPrevious]
@@ -601,6 +704,19 @@ func (s *Store) Rollback(ctx context.Context, req rotation.RollbackRequest) erro
 		return rotation.Permanent(fmt.Errorf("rollback run %s at secret %q: no AWSPREVIOUS version to make current: %w",
 			req.RunID, name, rotation.ErrNotRestorable))
 	}
+	if e := req.Expect; e != nil && e.RunID != "" {
+		if want, err := Token(e.RunID); err != nil || want != prev {
+			m, _, err := s.meta(ctx, "rollback", name, prev)
+			if err != nil {
+				return err
+			}
+			if m.RunID != e.RunID {
+				return rotation.PreviousMoved(fmt.Sprintf("awssm secret %q (AWSPREVIOUS)", name), e.RunID, m.RunID, versionName(prev))
+			}
+		}
+	}
+	// RemoveFromVersionId = the run's version: AWS refuses if another
+	// writer moved AWSCURRENT since it was read.
 	if err := s.moveLabel(ctx, "rollback", name, LabelCurrent, prev, tok); err != nil {
 		return err
 	}
@@ -610,6 +726,28 @@ func (s *Store) Rollback(ctx context.Context, req rotation.RollbackRequest) erro
 		}
 	}
 	s.log.InfoContext(ctx, "rolled back", "secret", name, "run_id", req.RunID, "version_id", tok, "current_version_id", prev)
+	if req.Discard {
+		// AWS moved AWSPREVIOUS to the run's version; it never was really
+		// current, so AWSPREVIOUS goes back where it was before.
+		st.labels[tok] = append(slices.DeleteFunc(slices.Clone(st.labels[tok]), func(l string) bool { return l == LabelCurrent }), LabelPrevious)
+		st.holder[LabelPrevious] = tok
+		return s.restorePrevious(ctx, name, tok, st)
+	}
+	return nil
+}
+
+// restorePrevious moves AWSPREVIOUS from the discarded version tok back to
+// the version LabelPriorPrevious marks (the one that held it before tok
+// was published), or takes it off tok when there was none.
+func (s *Store) restorePrevious(ctx context.Context, name, tok string, st secretState) error {
+	to := st.holder[LabelPriorPrevious]
+	if to == tok || to == st.holder[LabelCurrent] {
+		to = ""
+	}
+	if err := s.moveLabel(ctx, "rollback", name, LabelPrevious, to, tok); err != nil {
+		return err
+	}
+	s.log.InfoContext(ctx, "discarded version is no longer previous", "secret", name, "version_id", tok, "previous_version_id", to)
 	return nil
 }
 

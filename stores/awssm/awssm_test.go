@@ -4,13 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -433,6 +436,9 @@ func TestToken(t *testing.T) {
 	}
 	a, b := token(t, "run-42"), token(t, "run-42")
 	require.Equal(t, a, b, "deterministic")
+	// Pinned: a changed mapping would give a retried publish a second
+	// version (Python: uuid.uuid5(UUID("6b1f0c52-8e3a-4d1b-9f45-2e770ac35d91"), "run-42")).
+	require.Equal(t, "6343f227-a8ae-5ae4-a60a-38e17fdbbcfe", a)
 	require.Len(t, a, 36)
 	require.Equal(t, byte('5'), a[14], "UUID version 5")
 	require.NotEqual(t, a, token(t, "run-43"))
@@ -496,4 +502,120 @@ func TestAccessDenied(t *testing.T) {
 	require.Contains(t, err.Error(), "secretsmanager:DescribeSecret on the secret in us-east-1 was refused")
 	require.Contains(t, err.Error(), `"app/db"`)
 	requireNoSecret(t, err, v1)
+}
+
+// TestStalePublishRaceRefusedByAWS: another writer makes its version
+// current between the store's compare and its label move; AWS refuses the
+// move (RemoveFromVersionId no longer holds AWSCURRENT) and the store
+// reports the refusal as ErrStoreMoved, naming both run ids.
+func TestStalePublishRaceRefusedByAWS(t *testing.T) {
+	t.Parallel()
+	e := testEnv(t)
+	name := e.name(t)
+	a, b := e.store(t, nil), e.store(t, nil)
+	v1, v2, v3 := storetest.Version(t, 1, storetest.RunID()), storetest.Version(t, 2, storetest.RunID()), storetest.Version(t, 3, storetest.RunID())
+	require.NoError(t, a.Publish(t.Context(), rotation.PublishRequest{Path: name, Version: v1}))
+	raced := false
+	awssm.SetBeforeMove(a, func() {
+		if raced {
+			return
+		}
+		raced = true
+		require.NoError(t, b.Publish(t.Context(), rotation.PublishRequest{Path: name, Version: v2, Expect: &rotation.Expect{RunID: v1.RunID}}))
+	})
+	err := a.Publish(t.Context(), rotation.PublishRequest{Path: name, Version: v3, Expect: &rotation.Expect{RunID: v1.RunID}})
+	require.True(t, raced)
+	require.ErrorIs(t, err, rotation.ErrStoreMoved)
+	require.True(t, rotation.IsPermanent(err))
+	require.ErrorContains(t, err, v1.RunID)
+	require.ErrorContains(t, err, v2.RunID)
+	require.NotContains(t, err.Error(), v3.Credential.Secret.Reveal())
+	d, err := a.Describe(t.Context(), rotation.DescribeRequest{Path: name})
+	require.NoError(t, err)
+	require.Equal(t, v2.RunID, d.Current.RunID, "the other writer's version stays current")
+	require.Equal(t, v1.RunID, d.Previous.RunID, "previous is intact")
+}
+
+// TestDiscardRestoresPreviousLabel: after a failed run's publish is put
+// back, AWSPREVIOUS is on the version that held it before, and the
+// bookkeeping label follows the next publish.
+func TestDiscardRestoresPreviousLabel(t *testing.T) {
+	t.Parallel()
+	e := testEnv(t)
+	name := e.name(t)
+	s := e.store(t, nil)
+	v1, v2, v3 := storetest.Version(t, 1, storetest.RunID()), storetest.Version(t, 2, storetest.RunID()), storetest.Version(t, 3, storetest.RunID())
+	for _, v := range []rotation.Version{v1, v2, v3} {
+		require.NoError(t, s.Publish(t.Context(), rotation.PublishRequest{Path: name, Version: v}))
+	}
+	tok := func(v rotation.Version) string { k, err := awssm.Token(v.RunID); require.NoError(t, err); return k }
+	require.Contains(t, e.labels(t, name)[tok(v1)], awssm.LabelPriorPrevious, "publish of v3 recorded v1 as the prior previous")
+	require.NoError(t, s.Rollback(t.Context(), rotation.RollbackRequest{Path: name, RunID: v3.RunID, Discard: true}))
+	l := e.labels(t, name)
+	require.ElementsMatch(t, []string{awssm.LabelCurrent}, l[tok(v2)])
+	require.Contains(t, l[tok(v1)], awssm.LabelPrevious)
+	require.NotContains(t, l[tok(v3)], awssm.LabelPrevious, "the discarded version is not previous")
+	require.NotContains(t, l[tok(v3)], awssm.LabelCurrent)
+}
+
+// cutBody hands the first response of each of the chosen operations a
+// body that fails as Go's HTTP client fails when it closes a kept-alive
+// connection under a response it is still reading (a 200 whose body ends
+// in "use of closed network connection", aws/aws-sdk-go-v2#1825).
+type cutBody struct {
+	base http.RoundTripper
+	mu   sync.Mutex
+	cut  map[string]int // operation -> responses still to cut
+	seen map[string]int // operation -> requests sent
+}
+
+func (c *cutBody) RoundTrip(r *http.Request) (*http.Response, error) {
+	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), "secretsmanager.")
+	resp, err := c.base.RoundTrip(r)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seen[op]++
+	if err == nil && c.cut[op] > 0 {
+		c.cut[op]--
+		_ = resp.Body.Close()
+		resp.Body = io.NopCloser(iotest.ErrReader(&net.OpError{Op: "read", Net: "tcp", Err: net.ErrClosed}))
+	}
+	return resp, err
+}
+
+// TestReadAfterClosedConnection: a read whose response body is cut by a
+// locally closed connection is sent once more (a read is idempotent), so
+// a publish and a read see the store as it is; a write so cut is not
+// resent by the store.
+func TestReadAfterClosedConnection(t *testing.T) {
+	t.Parallel()
+	e := testEnv(t)
+	if e.real {
+		t.Skip("the cut is made in a local transport on moto's answers")
+	}
+	name := e.name(t)
+	plain := e.store(t, nil)
+	v1, v2 := storetest.Version(t, 1, storetest.RunID()), storetest.Version(t, 2, storetest.RunID())
+	publish(t, plain, name, v1)
+
+	cut := &cutBody{base: http.DefaultTransport, cut: map[string]int{"DescribeSecret": 1, "GetSecretValue": 1}, seen: map[string]int{}}
+	cfg := e.cfg.Copy()
+	cfg.HTTPClient = &http.Client{Transport: cut}
+	s, err := awssm.New(t.Context(), awssm.Config{Spec: &policy.AWSSMSpec{}, AWS: &cfg})
+	require.NoError(t, err)
+
+	got, err := s.Read(t.Context(), rotation.ReadRequest{Path: name, Which: rotation.Current})
+	require.NoError(t, err, "a read cut once is sent again")
+	require.Equal(t, v1.Credential.Secret.Reveal(), got.Credential.Secret.Reveal())
+	require.Equal(t, 2, cut.seen["GetSecretValue"], "the cut read was sent twice")
+	require.GreaterOrEqual(t, cut.seen["DescribeSecret"], 2, "the cut describe was sent twice")
+
+	cut.mu.Lock()
+	cut.cut["PutSecretValue"] = 1
+	cut.mu.Unlock()
+	err = s.Publish(t.Context(), rotation.PublishRequest{Path: name, Version: v2})
+	require.Error(t, err, "a write whose answer was cut is reported, not resent by the store")
+	require.ErrorIs(t, err, net.ErrClosed)
+	require.Equal(t, 1, cut.seen["PutSecretValue"])
+	requireNoSecret(t, err, v1, v2)
 }

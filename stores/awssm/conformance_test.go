@@ -17,3 +17,11 @@ func TestConformance(t *testing.T) {
 		Stages: true,
 	})
 }
+
+func TestConformanceShared(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, storetest.Shared(func(t *testing.T) (rotation.DocStore, string) {
+		e := testEnv(t)
+		return e.store(t, nil), e.name(t)
+	}))
+}

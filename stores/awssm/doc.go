@@ -31,8 +31,12 @@
 //	Describe          DescribeSecret.VersionIdsToStages, then GetSecretValue(VersionId) of the
 //	                  AWSCURRENT, AWSPREVIOUS and AWSPENDING versions for their metadata
 //	Read              the version labelled AWSCURRENT or AWSPREVIOUS, by VersionId
+//	                  (before that, ROTATOR_PRIOR_PREVIOUS moves to the version that holds
+//	                  AWSPREVIOUS, for a discarding rollback)
 //	Rollback(run)     if AWSCURRENT is the run's version: AWSCURRENT back to the AWSPREVIOUS
-//	                  version (AWS then labels the run's version AWSPREVIOUS)
+//	                  version (AWS then labels the run's version AWSPREVIOUS); with Discard,
+//	                  AWSPREVIOUS then moves from the run's version back to the
+//	                  ROTATOR_PRIOR_PREVIOUS one (or comes off when there is none)
 //	Abort(run)        AWSPENDING removed from the run's version; the unlabelled version is
 //	                  left for AWS to delete
 //
@@ -58,6 +62,29 @@
 //     PutSecretValue itself does (ResourceExistsException).
 //   - Rollback and Abort of a run that is not current or not staged do
 //     nothing.
+//
+// # The fence
+//
+// Publish with an expectation (rotation.PublishRequest.Expect: the run id
+// the engine observed as current) compares it with the AWSCURRENT version
+// (its VersionId is Token(run id), or its data's run_id) and moves
+// AWSCURRENT with RemoveFromVersionId = that version: a different version
+// current is refused at once, and one that becomes current between the
+// compare and the move makes AWS refuse the move (InvalidParameterException);
+// both are rotation.ErrStoreMoved, naming the secret, both run ids and the
+// VersionId found. Rollback is fenced the same way by its run id
+// (RemoveFromVersionId = the run's version).
+//
+// # Discard
+//
+// AWS moves AWSPREVIOUS to the old current whenever AWSCURRENT moves, so
+// after a failed run's publish is put back AWSPREVIOUS would name the
+// discarded version. Publish therefore first records which version holds
+// AWSPREVIOUS in the custom staging label ROTATOR_PRIOR_PREVIOUS, and a
+// discarding rollback moves AWSPREVIOUS back there; a discard interrupted
+// between its two moves is finished by the next one. The label keeps one
+// extra version from being deprecated; it needs no permission beyond
+// UpdateSecretVersionStage.
 //
 // # A pending version already there
 //

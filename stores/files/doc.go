@@ -12,7 +12,8 @@
 // The publish path is a relative path inside the directory
 // (db/postgres.json). Absolute paths, paths that leave the directory after
 // cleaning, and paths ending in a name the store keeps beside a file
-// (.previous, .meta.json) are refused with a Permanent error. All file
+// (.previous, .meta.json, and .prior: p.prior.previous is p's prior slot)
+// are refused with a Permanent error. All file
 // operations go through an os.Root opened on the directory, so a symlink
 // inside it cannot lead a write outside either.
 //
@@ -22,6 +23,8 @@
 //	p.previous              the version that was current before it
 //	p.meta.json             (raw format) metadata of p
 //	p.previous.meta.json    (raw format) metadata of p.previous
+//	p.prior.previous        what p.previous held before the latest publish
+//	.<p>.rotator-lock       an empty file writers and readers flock
 //
 // Every file is mode 0600, owned by the rotator's user: run the
 // applications that read them as the same user (or share the volume with a
@@ -58,10 +61,15 @@
 //
 // # Atomicity
 //
-// Each file is replaced atomically: a temp file (.<name>.rotator-tmp-<random>)
-// in the same directory is written, fsynced and chmodded 0600, renamed over
+// Each file is replaced atomically: a temp file (.<name>.rotator-tmp) in
+// the same directory is written, fsynced and chmodded 0600, renamed over
 // the file, and the directory is fsynced. A reader sees the old content or
-// the new one, never a missing or partial file.
+// the new one, never a missing or partial file. Writers hold the path's
+// exclusive lock, so the temp name is one per file; the one a crashed
+// writer left (it holds a plaintext secret) is removed by the next write
+// of that file, without listing the directory. Temp files named as
+// earlier versions named them (.<name>.rotator-tmp-<16 hex>) are swept
+// once per directory and process when older than a minute.
 //
 // Publish copies the current content to p.previous (atomically) before it
 // renames the new version over p, so p never goes missing and a crash
@@ -83,10 +91,23 @@
 // it; a Publish finding it repairs it by writing the new version without
 // touching p.previous, which was written before the interrupted write began.
 //
-// Within one process a lock per path serialises every call on that path,
-// so concurrent publishes never interleave and Describe sees the current
-// and previous files of one moment. Across processes the engine's
-// per-secret lease serialises writers.
+// Every call on a path holds its lock: an in-process mutex and a flock on
+// .<p>.rotator-lock (exclusive for Publish and Rollback, shared for Read
+// and Describe), so concurrent publishes never interleave, in one process
+// or several, and Describe sees the current and previous files of one
+// moment. The flock is tried without blocking, again every few
+// milliseconds while the caller's context allows, so a process paused
+// while holding it delays the others only up to their action deadline.
+//
+// # The fence
+//
+// Publish with an expectation (rotation.PublishRequest.Expect: the run id
+// the engine observed as current) compares it with the run id of p under
+// the exclusive flock and writes in the same critical section: a stale
+// process, whose observation another process has overtaken, is refused
+// (rotation.ErrStoreMoved, naming the file and both run ids) and changes
+// nothing. A publish whose version is already current stays a no-op
+// success. Rollback is fenced by its run id the same way.
 //
 // Stage and Abort do nothing (they check the path): files have no pending
 // label, and a staged file would be one more copy of a secret on disk that

@@ -3,7 +3,6 @@ package files
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/rotator/rotator/internal/secret"
 	"github.com/rotator/rotator/policy"
@@ -32,9 +33,32 @@ const (
 // not end in one, so that no path collides with another's companions.
 const (
 	previousSuffix = ".previous"
-	metaSuffix     = ".meta.json"
-	tempMarker     = ".rotator-tmp-"
+	// priorSuffix keeps, while a version is newly published, the version
+	// that was previous before it, so that putting back a failed run's
+	// publish restores .previous too (it must hold the last version that
+	// was really current, not the discarded one). It ends in .previous, so
+	// no publish path can be it; and no path ends in .prior (priorStem).
+	priorSuffix = priorStem + previousSuffix
+	// priorStem: a path may not end in it either, since p.prior's
+	// .previous would be p's prior slot (p.prior.previous), written
+	// under p's lock and p.prior's alike.
+	priorStem  = ".prior"
+	metaSuffix = ".meta.json"
+	// tempMarker ends the temporary file a write goes through:
+	// .<base>.rotator-tmp beside the file it replaces (tempName).
+	tempMarker = ".rotator-tmp"
+	// lockMarker names the lock file of a published file p:
+	// .<base of p>.rotator-lock beside it. Writers hold an exclusive flock
+	// on it across read, compare and write, readers a shared one, so two
+	// processes exclude each other. No publish path may contain it.
+	lockMarker = ".rotator-lock"
 )
+
+// lockPoll is how often a blocked flock is tried again while the caller's
+// context allows (a non-blocking flock in a loop, so a context ends the
+// wait: a process paused while holding the lock must not hang the others
+// past their action deadline).
+const lockPoll = 5 * time.Millisecond
 
 // Modes of what the store creates.
 const (
@@ -58,6 +82,13 @@ type Store struct {
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
+	swept map[string]bool // directories sweepLegacyTemps has listed
+
+	// Test hooks (export_test.go): afterCompare runs in Publish between
+	// the fence's compare and the write, under the lock; lockBusy runs
+	// when the flock is held elsewhere.
+	afterCompare func()
+	lockBusy     func()
 }
 
 var _ rotation.Store = (*Store)(nil)
@@ -146,18 +177,11 @@ func (s *Store) Publish(ctx context.Context, req rotation.PublishRequest) error 
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("files store: publish %s: %w", req.Path, err)
 	}
-	rel, err := s.rel(req.Path)
+	root, rel, release, err := s.openForWrite(ctx, req.Path)
 	if err != nil {
 		return err
 	}
-	unlock := s.lock(rel)
-	defer unlock()
-
-	root, err := s.openRoot(true)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
+	defer release()
 
 	cur, err := s.readSlot(root, rel)
 	if err != nil && !errors.Is(err, errTorn) {
@@ -168,14 +192,24 @@ func (s *Store) Publish(ctx context.Context, req rotation.PublishRequest) error 
 	if cur != nil && !torn && cur.version.RunID == v.RunID {
 		return nil
 	}
+	// The fence: what is current must be what the caller observed. A torn
+	// pair (a writer died between its two renames) has no trustworthy run
+	// id; it is repaired, as the engine could not have observed it.
+	if e := req.Expect; e != nil && !torn {
+		found := ""
+		if cur != nil {
+			found = cur.version.RunID
+		}
+		if found != e.RunID {
+			return rotation.StoreMoved("files store "+s.abs(rel), e.RunID, found, "")
+		}
+	}
+	if s.afterCompare != nil {
+		s.afterCompare()
+	}
 	next, err := s.encode(v)
 	if err != nil {
 		return fmt.Errorf("files store: publish %s: %w", s.abs(rel), err)
-	}
-	if dir := filepath.Dir(rel); dir != "." {
-		if err := root.MkdirAll(dir, dirMode); err != nil {
-			return s.ioErr("create directory", filepath.Join(s.dir, dir), err)
-		}
 	}
 	switch {
 	case torn:
@@ -184,8 +218,27 @@ func (s *Store) Publish(ctx context.Context, req rotation.PublishRequest) error 
 		// before it began, so they still hold the version to keep.
 		s.log.WarnContext(ctx, "files store: repairing an interrupted write", "file", s.abs(rel), "run_id", v.RunID)
 	case cur != nil:
-		if err := s.writeSlot(root, rel+previousSuffix, cur.content); err != nil {
+		prev, err := s.readSlot(root, rel+previousSuffix)
+		if err != nil && !errors.Is(err, errTorn) {
 			return err
+		}
+		// An interrupted publish of this version may have moved the
+		// current file to .previous already: then the prior slot holds
+		// what to keep and is left alone.
+		if prev == nil || err != nil || prev.version.RunID != cur.version.RunID || cur.version.RunID == "" {
+			// The slots kept are hard links to files already written
+			// and synced (copies where links are not supported): no
+			// second copy of the data to write and sync.
+			if prev != nil && err == nil {
+				if err := s.linkSlot(root, rel+previousSuffix, rel+priorSuffix, prev.content); err != nil {
+					return err
+				}
+			} else if err := s.removeSlot(root, rel+priorSuffix); err != nil {
+				return err
+			}
+			if err := s.linkSlot(root, rel, rel+previousSuffix, cur.content); err != nil {
+				return err
+			}
 		}
 	}
 	if err := s.writeSlot(root, rel, next); err != nil {
@@ -194,6 +247,25 @@ func (s *Store) Publish(ctx context.Context, req rotation.PublishRequest) error 
 	s.log.InfoContext(ctx, "files store: published", "file", s.abs(rel), "run_id", v.RunID,
 		"version", v.Number, "fingerprint", v.Credential.Secret.Fingerprint())
 	return nil
+}
+
+// finishDiscard completes a discarding rollback that stopped between its
+// writes: the current file was put back (it equals .previous) but
+// .previous still holds the put-back version instead of the prior one.
+func (s *Store) finishDiscard(ctx context.Context, root *os.Root, rel string, cur *slot) error {
+	prev, err := s.readSlot(root, rel+previousSuffix)
+	if err != nil || prev == nil || cur.version.RunID == "" || prev.version.RunID != cur.version.RunID {
+		return nil
+	}
+	prior, err := s.readSlot(root, rel+priorSuffix)
+	if err != nil || prior == nil {
+		return nil
+	}
+	if err := s.writeSlot(root, rel+previousSuffix, prior.content); err != nil {
+		return err
+	}
+	s.log.InfoContext(ctx, "files store: finished an interrupted discard", "file", s.abs(rel), "previous_run_id", prior.version.RunID)
+	return s.removeSlot(root, rel+priorSuffix)
 }
 
 // Rollback swaps the current and previous files when the current one
@@ -215,12 +287,29 @@ func (s *Store) Rollback(ctx context.Context, req rotation.RollbackRequest) erro
 		return err
 	}
 	defer root.Close()
+	// A writer creates the lock file when it is missing (a file
+	// published before the store took locks, a directory restored
+	// without its dot files): without it the rollback would lock nothing.
+	if _, err := root.Stat(rel); errors.Is(err, fs.ErrNotExist) {
+		return nil // nothing published here
+	}
+	funlock, err := s.flock(ctx, root, rel, true, true)
+	if err != nil {
+		return err
+	}
+	defer funlock()
 
 	cur, err := s.readSlot(root, rel)
 	if err != nil {
 		return err
 	}
-	if cur == nil || cur.version.RunID != req.RunID {
+	if cur == nil {
+		return nil
+	}
+	if cur.version.RunID != req.RunID {
+		if req.Discard {
+			return s.finishDiscard(ctx, root, rel, cur)
+		}
 		return nil
 	}
 	prev, err := s.readSlot(root, rel+previousSuffix)
@@ -231,12 +320,31 @@ func (s *Store) Rollback(ctx context.Context, req rotation.RollbackRequest) erro
 		return rotation.Permanent(fmt.Errorf("files store: roll back run %s at %s: no previous version (%s does not exist); the current file was left in place: %w",
 			req.RunID, s.abs(rel), s.abs(rel+previousSuffix), rotation.ErrNotFound))
 	}
+	if e := req.Expect; e != nil && e.RunID != "" && prev.version.RunID != e.RunID {
+		return rotation.PreviousMoved("files store "+s.abs(rel+previousSuffix), e.RunID, prev.version.RunID, "")
+	}
 	// The current file is replaced first so that readers never lose the
 	// version being restored; a crash between the two writes leaves the
 	// restored version in both places, which a repeated Rollback (its run
 	// is no longer current) leaves alone.
 	if err := s.writeSlot(root, rel, prev.content); err != nil {
 		return err
+	}
+	if req.Discard {
+		// The version never was really current: .previous goes back to
+		// what it held before the publish.
+		prior, err := s.readSlot(root, rel+priorSuffix)
+		if err != nil && !errors.Is(err, errTorn) {
+			return err
+		}
+		if prior != nil && err == nil {
+			if err := s.writeSlot(root, rel+previousSuffix, prior.content); err != nil {
+				return err
+			}
+		} else if err := s.removeSlot(root, rel+previousSuffix); err != nil {
+			return err
+		}
+		return s.removeSlot(root, rel+priorSuffix)
 	}
 	if err := s.writeSlot(root, rel+previousSuffix, cur.content); err != nil {
 		return err
@@ -317,6 +425,13 @@ func (s *Store) readStable(ctx context.Context, rel string, read func(root *os.R
 				return err
 			}
 			defer root.Close()
+			funlock, err := s.flock(ctx, root, rel, false, false)
+			if err != nil {
+				return err
+			}
+			if funlock != nil {
+				defer funlock()
+			}
 			return read(root)
 		}()
 		if !errors.Is(err, errTorn) || attempt == tornAttempts {
@@ -342,10 +457,118 @@ func (s *Store) lock(rel string) func() {
 	return l.Unlock
 }
 
+// openForWrite prepares a write of path: it takes the in-process lock and
+// the exclusive flock (created when missing) held across read, compare and
+// write, opens the root and creates the file's directory. release undoes
+// all of it.
+func (s *Store) openForWrite(ctx context.Context, path string) (*os.Root, string, func(), error) {
+	rel, err := s.rel(path)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	unlock := s.lock(rel)
+	root, err := s.openRoot(true)
+	if err != nil {
+		unlock()
+		return nil, "", nil, err
+	}
+	fail := func(err error) (*os.Root, string, func(), error) {
+		_ = root.Close()
+		unlock()
+		return nil, "", nil, err
+	}
+	if dir := filepath.Dir(rel); dir != "." {
+		if err := root.MkdirAll(dir, dirMode); err != nil {
+			return fail(s.ioErr("create directory", filepath.Join(s.dir, dir), err))
+		}
+	}
+	funlock, err := s.flock(ctx, root, rel, true, true)
+	if err != nil {
+		return fail(err)
+	}
+	if err := s.sweepLegacyTemps(root, filepath.Dir(rel)); err != nil {
+		funlock()
+		return fail(err)
+	}
+	return root, rel, func() { funlock(); _ = root.Close(); unlock() }, nil
+}
+
+// flock takes the cross-process lock of path rel: an exclusive (or, for
+// readers, shared) flock on its lock file, waiting while ctx allows. With
+// create unset a missing lock file (or directory) gives (nil, nil):
+// nothing was ever written there, or only by a writer that predates the
+// lock, and there is nothing to exclude. The lock file holds nothing and
+// stays in place: removing it would let two processes lock two different
+// inodes of one name.
+func (s *Store) flock(ctx context.Context, root *os.Root, rel string, exclusive, create bool) (func(), error) {
+	name := lockName(rel)
+	// A reader opens it read-only (a flock needs no write access), so a
+	// read-only mount of the directory can still be read.
+	flags := os.O_RDONLY
+	if exclusive {
+		flags = os.O_RDWR
+	}
+	if create {
+		flags |= os.O_CREATE
+	}
+	f, err := root.OpenFile(name, flags, fileMode)
+	if !create && errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, s.ioErr("open lock file", s.abs(name), err)
+	}
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	for busy := false; ; busy = true {
+		if busy && s.lockBusy != nil {
+			s.lockBusy()
+		}
+		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+			_ = f.Close()
+			return nil, s.ioErr("lock", s.abs(name), err)
+		}
+		select {
+		case <-ctx.Done():
+			_ = f.Close()
+			return nil, fmt.Errorf("files store: lock %s: another process holds it: %w", s.abs(name), ctx.Err())
+		case <-time.After(lockPoll):
+		}
+	}
+	return func() {
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		_ = f.Close()
+	}, nil
+}
+
+// lockName is the lock file of path rel: .<base>.rotator-lock beside it.
+func lockName(rel string) string {
+	return filepath.Join(filepath.Dir(rel), "."+filepath.Base(rel)+lockMarker)
+}
+
 // rel checks a publish path and returns it cleaned, relative to the dir.
 func (s *Store) rel(p string) (string, error) {
+	return checkPath(p, s.dir)
+}
+
+// ValidatePath checks a publish path of a files store without touching the
+// disk (what Publish would refuse), so that `rotator validate` reports it.
+func ValidatePath(p string) error {
+	_, err := checkPath(p, "the store's directory")
+	return err
+}
+
+// checkPath gives the clean relative form of publish path p inside dir,
+// or why it cannot be one.
+func checkPath(p, dir string) (string, error) {
 	bad := func(why string) error {
-		return rotation.Permanent(fmt.Errorf("files store: path %q %s; use a relative path inside %s such as db/postgres.json", p, why, s.dir))
+		return rotation.Permanent(fmt.Errorf("files store: path %q %s; use a relative path inside %s such as db/postgres.json", p, why, dir))
 	}
 	if p == "" {
 		return "", bad("is empty")
@@ -361,8 +584,9 @@ func (s *Store) rel(p string) (string, error) {
 		return "", bad("escapes the directory")
 	}
 	base := filepath.Base(c)
-	if strings.HasSuffix(base, previousSuffix) || strings.HasSuffix(base, metaSuffix) || strings.Contains(base, tempMarker) {
-		return "", bad(fmt.Sprintf("ends in a name the store keeps beside published files (%s, %s)", previousSuffix, metaSuffix))
+	if strings.HasSuffix(base, previousSuffix) || strings.HasSuffix(base, metaSuffix) || strings.HasSuffix(base, priorStem) ||
+		strings.Contains(base, tempMarker) || strings.Contains(base, lockMarker) {
+		return "", bad(fmt.Sprintf("ends in a name the store keeps beside published files (%s, %s, %s)", previousSuffix, metaSuffix, priorStem))
 	}
 	return c, nil
 }
@@ -479,6 +703,56 @@ func (s *Store) encode(v rotation.Version) (content, error) {
 	return content{file: []byte(v.Credential.Secret.Reveal()), meta: b}, err
 }
 
+// linkSlot makes the slot whose file is to hold what the slot whose file
+// is from holds (c, read from it under the lock): each file hard-linked
+// under a temporary name and renamed into place, then the directory
+// synced, so the slot is replaced atomically and durably without writing
+// the data again. The files are never written in place (every write
+// renames a new file over the name), so two names may share them. Where
+// the file system refuses a hard link, c is written as a copy.
+func (s *Store) linkSlot(root *os.Root, from, to string, c content) error {
+	if err := s.linkAtomic(root, from, to, c.file); err != nil {
+		return err
+	}
+	if s.format != FormatRaw {
+		return nil
+	}
+	if c.meta == nil {
+		if err := root.Remove(to + metaSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return s.ioErr("remove", s.abs(to+metaSuffix), err)
+		}
+		return nil
+	}
+	return s.linkAtomic(root, from+metaSuffix, to+metaSuffix, c.meta)
+}
+
+// linkAtomic replaces to with a hard link to from (data, when links are
+// not supported).
+func (s *Store) linkAtomic(root *os.Root, from, to string, data []byte) error {
+	dir := filepath.Dir(to)
+	tmp := tempName(to)
+	if fi, err := root.Lstat(from); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != fileMode {
+		// A file put there by hand, with other permissions (or not a
+		// plain file): the kept slot is a copy with the store's mode.
+		return s.writeAtomic(root, to, data)
+	}
+	if err := s.removeTemp(root, tmp); err != nil {
+		return err
+	}
+	if err := root.Link(from, tmp); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return s.ioErr("link", s.abs(from), err)
+		}
+		// No hard links here (or not across this directory): a copy.
+		return s.writeAtomic(root, to, data)
+	}
+	if err := root.Rename(tmp, to); err != nil {
+		_ = root.Remove(tmp)
+		return s.ioErr("rename into place", s.abs(to), err)
+	}
+	return s.syncDir(root, dir)
+}
+
 // writeSlot writes the slot whose file is name: the file, then (raw) its
 // metadata, each atomically.
 func (s *Store) writeSlot(root *os.Root, name string, c content) error {
@@ -498,15 +772,27 @@ func (s *Store) writeSlot(root *os.Root, name string, c content) error {
 	return s.writeAtomic(root, metaName, c.meta)
 }
 
-// writeAtomic replaces name with data: a temp file in the same directory,
-// written, synced and made 0600, renamed over name, then the directory
-// synced. Readers see the old content or the new, never a missing or
-// partial file.
+// removeSlot removes the slot whose file is name (and its metadata); a
+// missing slot is not an error.
+func (s *Store) removeSlot(root *os.Root, name string) error {
+	for _, n := range []string{name, name + metaSuffix} {
+		if err := root.Remove(n); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return s.ioErr("remove", s.abs(n), err)
+		}
+	}
+	return s.syncDir(root, filepath.Dir(name))
+}
+
+// writeAtomic replaces name with data: a temp file in the same directory
+// (tempName), written, synced and made 0600, renamed over name, then the
+// directory synced. Readers see the old content or the new, never a
+// missing or partial file.
 func (s *Store) writeAtomic(root *os.Root, name string, data []byte) (err error) {
-	dir, base := filepath.Split(name)
-	var rnd [8]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := filepath.Join(dir, "."+base+tempMarker+hex.EncodeToString(rnd[:]))
+	dir := filepath.Dir(name)
+	tmp := tempName(name)
+	if err := s.removeTemp(root, tmp); err != nil {
+		return err
+	}
 	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
 	if err != nil {
 		return s.ioErr("create temporary file", s.abs(tmp), err)
@@ -533,6 +819,103 @@ func (s *Store) writeAtomic(root *os.Root, name string, data []byte) (err error)
 		return s.ioErr("rename into place", s.abs(name), err)
 	}
 	return s.syncDir(root, dir)
+}
+
+// tempName is the temporary file a write of name goes through:
+// .<base>.rotator-tmp beside it. Every write holds the exclusive lock of
+// the published file its slot belongs to (openForWrite), so no two
+// writers use one temporary name at once, and a name per slot needs no
+// listing of the directory to find what a writer that died left behind:
+// the next write of the slot removes it first (removeTemp).
+func tempName(name string) string {
+	dir, base := filepath.Split(name)
+	return filepath.Join(dir, "."+base+tempMarker)
+}
+
+// removeTemp removes the temporary file tmp a dead writer left (a missing
+// one is the usual case).
+func (s *Store) removeTemp(root *os.Root, tmp string) error {
+	if err := root.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return s.ioErr("remove stale temporary file", s.abs(tmp), err)
+	}
+	return nil
+}
+
+// legacyTempAge is how old a temporary file named as rotator before
+// tempName named them (.<base>.rotator-tmp-<16 hex>) must be before
+// sweepLegacyTemps removes it: older writers renamed theirs within
+// milliseconds, so one that old was left by a writer that died.
+const legacyTempAge = time.Minute
+
+// sweepLegacyTemps removes, once per directory and process, what writers
+// of rotator versions that named temporary files at random left behind
+// when they died (each may hold a plaintext secret). One listing of the
+// directory per process, not per write (it cost each publish time in
+// proportion to the directory) once it found nothing left to wait for:
+// while a legacy temporary file is too young to remove (it may be a live
+// older writer's) or the listing failed, the next write lists again, so a
+// long-running process does not keep a dead writer's file because it
+// first saw it young.
+func (s *Store) sweepLegacyTemps(root *os.Root, dir string) error {
+	s.mu.Lock()
+	if s.swept == nil {
+		s.swept = map[string]bool{}
+	}
+	done := s.swept[dir]
+	s.mu.Unlock()
+	if done {
+		return nil
+	}
+	f, err := root.Open(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return s.ioErr("open directory", s.abs(dir), err)
+	}
+	entries, err := f.ReadDir(-1)
+	_ = f.Close()
+	if err != nil {
+		return s.ioErr("list directory", s.abs(dir), err)
+	}
+	young := false
+	for _, e := range entries {
+		if !isLegacyTemp(e.Name()) || !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // gone meanwhile
+		}
+		if err != nil || time.Since(info.ModTime()) < legacyTempAge {
+			young = true // maybe a live writer's: looked at again by the next write
+			continue
+		}
+		name := filepath.Join(dir, e.Name())
+		if err := root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return s.ioErr("remove stale temporary file", s.abs(name), err)
+		}
+	}
+	if !young {
+		s.mu.Lock()
+		s.swept[dir] = true
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// isLegacyTemp reports whether name is .<base>.rotator-tmp-<16 hex>.
+func isLegacyTemp(name string) bool {
+	i := strings.LastIndex(name, tempMarker+"-")
+	if i <= 1 || name[0] != '.' {
+		return false
+	}
+	rest := name[i+len(tempMarker)+1:]
+	if len(rest) != 16 {
+		return false
+	}
+	_, err := hex.DecodeString(rest)
+	return err == nil
 }
 
 func (s *Store) syncDir(root *os.Root, dir string) error {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -118,7 +119,7 @@ func TestJSONLayout(t *testing.T) {
 		require.Equal(t, string(want)+"\n", string(b))
 		requireMode(t, name)
 	}
-	requireOnly(t, filepath.Join(dir, "db"), "postgres.json", "postgres.json.previous")
+	requireOnly(t, filepath.Join(dir, "db"), onDisk(files.FormatJSON, "postgres.json")...)
 }
 
 func TestRawLayout(t *testing.T) {
@@ -144,7 +145,7 @@ func TestRawLayout(t *testing.T) {
 		requireMode(t, name)
 		requireMode(t, name+".meta.json")
 	}
-	requireOnly(t, filepath.Join(dir, "db"), "password", "password.meta.json", "password.previous", "password.previous.meta.json")
+	requireOnly(t, filepath.Join(dir, "db"), onDisk(files.FormatRaw, "password")...)
 }
 
 // A secret file put there by hand, without metadata, is read as a version
@@ -331,16 +332,30 @@ func TestReaderNeverSeesMissingFile(t *testing.T) {
 			wg.Wait()
 			require.NoError(t, readErr)
 			require.Positive(t, reads)
-			requireOnly(t, filepath.Dir(file), onDisk(format, "secret")...)
+			// After three or more publishes the store also keeps the
+			// version before the previous one (".prior.previous"), to put
+			// .previous back if the newest publish is undone.
+			requireOnly(t, filepath.Dir(file), append(onDisk(format, "secret"), priorOnDisk(format, "secret")...)...)
 		})
 	}
 }
 
+// onDisk names what the store keeps for a published file base: the
+// current and previous slots and the (empty) lock file writers flock.
 func onDisk(format, base string) []string {
+	lock := "." + base + ".rotator-lock"
 	if format == files.FormatRaw {
-		return []string{base, base + ".meta.json", base + ".previous", base + ".previous.meta.json"}
+		return []string{base, base + ".meta.json", base + ".previous", base + ".previous.meta.json", lock}
 	}
-	return []string{base, base + ".previous"}
+	return []string{base, base + ".previous", lock}
+}
+
+// priorOnDisk names the slot that keeps the version before .previous.
+func priorOnDisk(format, base string) []string {
+	if format == files.FormatRaw {
+		return []string{base + ".prior.previous", base + ".prior.previous.meta.json"}
+	}
+	return []string{base + ".prior.previous"}
 }
 
 func requireMode(t *testing.T, name string) {
@@ -360,4 +375,93 @@ func requireOnly(t *testing.T, dir string, names ...string) {
 		got = append(got, e.Name())
 	}
 	require.ElementsMatch(t, names, got)
+}
+
+// A crash between creating a temp file and the rename leaves a plaintext
+// secret in .<name>.rotator-tmp: the next write of that file removes it
+// (and those of its .previous and .meta.json) without listing the
+// directory. Temp files named as earlier versions named them
+// (.<name>.rotator-tmp-<16 hex>) are swept once per directory and
+// process when older than a minute; a younger one may be a live writer's
+// and is left alone, as are names this store does not make.
+func TestStaleTempFilesRemoved(t *testing.T) {
+	t.Parallel()
+	for _, format := range []string{files.FormatJSON, files.FormatRaw} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			s, dir := newStore(t, format)
+			require.NoError(t, os.MkdirAll(filepath.Join(dir, "db"), 0o700))
+			leftovers := []string{
+				".postgres.json.rotator-tmp",
+				".postgres.json.previous.rotator-tmp",
+			}
+			legacy := []string{
+				".postgres.json.rotator-tmp-0123456789abcdef",
+				".other.json.rotator-tmp-0123456789abcdef", // another file's, from a writer that died
+			}
+			if format == files.FormatRaw {
+				leftovers = append(leftovers, ".postgres.json.meta.json.rotator-tmp")
+				legacy = append(legacy, ".postgres.json.meta.json.rotator-tmp-00112233445566ff")
+			}
+			keep := []string{
+				".other.json.rotator-tmp-fedcba9876543210", // young: maybe a live writer's
+				".postgres.json.rotator-tmp-notours",       // not a name this store makes
+			}
+			old := time.Now().Add(-2 * time.Minute)
+			for _, n := range append(append(append([]string(nil), leftovers...), legacy...), keep...) {
+				p := filepath.Join(dir, "db", n)
+				require.NoError(t, os.WriteFile(p, []byte("plaintext-from-a-crashed-write"), 0o600))
+				if n != keep[0] {
+					require.NoError(t, os.Chtimes(p, old, old))
+				}
+			}
+			for i := 1; i <= 2; i++ {
+				v := storetest.Version(t, int64(i), storetest.RunID())
+				require.NoError(t, s.Publish(t.Context(), rotation.PublishRequest{Path: "db/postgres.json", Version: v}))
+			}
+			requireOnly(t, filepath.Join(dir, "db"), append(onDisk(format, "postgres.json"), keep...)...)
+		})
+	}
+}
+
+// Putting back a failed run's publish (Discard) restores .previous too: it
+// always holds the last version that was really current (issue 13,
+// finding 5). A plain rollback keeps the rolled-back version as previous.
+func TestRollbackOfAFailedPublishRestoresPrevious(t *testing.T) {
+	t.Parallel()
+	for _, format := range []string{files.FormatJSON, files.FormatRaw} {
+		s, _ := newStore(t, format)
+		ctx := t.Context()
+		v1, v2, v3 := storetest.Version(t, 1, storetest.RunID()), storetest.Version(t, 2, storetest.RunID()), storetest.Version(t, 3, storetest.RunID())
+		for _, v := range []rotation.Version{v1, v2, v3} {
+			require.NoError(t, s.Publish(ctx, rotation.PublishRequest{Path: "db/postgres.json", Version: v}))
+		}
+		require.NoError(t, s.Rollback(ctx, rotation.RollbackRequest{Path: "db/postgres.json", RunID: v3.RunID, Discard: true}))
+		d, err := s.Describe(ctx, rotation.DescribeRequest{Path: "db/postgres.json"})
+		require.NoError(t, err)
+		require.Equal(t, v2.RunID, d.Current.RunID, format)
+		require.Equal(t, v1.RunID, d.Previous.RunID, "%s: .previous is the last really-current version, not the discarded one", format)
+		// Again: nothing changes (idempotent).
+		require.NoError(t, s.Rollback(ctx, rotation.RollbackRequest{Path: "db/postgres.json", RunID: v3.RunID, Discard: true}))
+		d, err = s.Describe(ctx, rotation.DescribeRequest{Path: "db/postgres.json"})
+		require.NoError(t, err)
+		require.Equal(t, v2.RunID, d.Current.RunID, format)
+		require.Equal(t, v1.RunID, d.Previous.RunID, format)
+
+		// A plain rollback (the version was really current) keeps it as
+		// previous.
+		require.NoError(t, s.Rollback(ctx, rotation.RollbackRequest{Path: "db/postgres.json", RunID: v2.RunID}))
+		d, err = s.Describe(ctx, rotation.DescribeRequest{Path: "db/postgres.json"})
+		require.NoError(t, err)
+		require.Equal(t, v1.RunID, d.Current.RunID, format)
+		require.Equal(t, v2.RunID, d.Previous.RunID, format)
+	}
+}
+
+func TestConformanceShared(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, storetest.Shared(func(t *testing.T) (rotation.DocStore, string) {
+		s, _ := newStore(t, files.FormatJSON)
+		return s, "ai-tg-bot/prod.json"
+	}))
 }

@@ -49,6 +49,17 @@
 //     versions, never ErrNotFound or a torn mix. A publish that fails under
 //     the race (a compare-and-set conflict) may fail if retrying it, as the
 //     engine would, succeeds.
+//   - The fence (PublishRequest.Expect): a writer that observed v1 as
+//     current publishes after another writer made v2 current; the store
+//     refuses with an error matching rotation.ErrStoreMoved and
+//     rotation.ErrFenced, permanent, naming both run ids; v2 stays current
+//     and v1 previous. The other writer's publish retried with the same
+//     stale expectation is a no-op success (its version is current). An
+//     expectation of nothing published holds on an empty path and is
+//     refused once something is.
+//   - A discarding rollback (RollbackRequest.Discard) of v3 after v1, v2,
+//     v3: v2 is current and v1 previous again, as before v3 was published
+//     (repeated: no change); without Discard v3 stays readable as previous.
 //   - No error returned by any call in the suite contains a secret, and no
 //     Describe response prints one; a subtest calls every method with a
 //     canceled context to provoke errors.
@@ -58,7 +69,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"maps"
 	"strings"
@@ -66,8 +76,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rotator/rotator/appsecret"
+	"github.com/rotator/rotator/internal/derive"
 	"github.com/rotator/rotator/internal/secret"
 	"github.com/rotator/rotator/rotation"
 )
@@ -84,14 +97,7 @@ type Harness struct {
 
 // RunID returns a fresh run id shaped like the engine's (a random UUID, 36
 // characters, which also fits AWS's 32-64 character ClientRequestToken).
-func RunID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-}
+func RunID() string { return uuid.NewString() }
 
 // Version builds a test Version with a random high-entropy password, a
 // blue/green username chosen by number, and connection fields in Extra.
@@ -133,6 +139,8 @@ func Run(t *testing.T, h Harness) {
 		{"PublishIdempotent", testPublishIdempotent},
 		{"PublishNotCurrentRunIsNewPublish", testPublishNotCurrentRun},
 		{"RoundTripFields", testRoundTripFields},
+		{"KeyRingDocument", testKeyRingDocument},
+		{"DerivedFieldsFollowTheirVersion", testDerivedFields},
 		{"Rollback", testRollback},
 		{"RollbackNotCurrentRun", testRollbackNotCurrentRun},
 		{"RollbackWithoutPrevious", testRollbackWithoutPrevious},
@@ -142,6 +150,9 @@ func Run(t *testing.T, h Harness) {
 		{"AbortUnknownRun", testAbortUnknownRun},
 		{"AbortAfterPublish", testAbortAfterPublish},
 		{"ConcurrentPublish", testConcurrentPublish},
+		{"StaleWriterRefused", testStaleWriter},
+		{"ExpectNothingPublished", testExpectNothing},
+		{"RollbackDiscardRestoresPrevious", testRollbackDiscard},
 		{"CanceledContextErrors", testCanceledContext},
 	}
 	for _, tc := range tests {
@@ -251,6 +262,36 @@ func (f *fixture) readNotFound(w rotation.Which) {
 	require.ErrorIs(f.t, err, rotation.ErrNotFound, "Read %s of a path without one", whichName(w))
 }
 
+func (f *fixture) publishExpect(v rotation.Version, e rotation.Expect) error {
+	f.remember(v)
+	return f.check("Publish", f.store.Publish(f.ctx, rotation.PublishRequest{Path: f.path, Version: v, Expect: &e}))
+}
+
+func (f *fixture) discard(runID string) {
+	f.t.Helper()
+	err := f.check("Rollback", f.store.Rollback(f.ctx, rotation.RollbackRequest{Path: f.path, RunID: runID, Discard: true}))
+	require.NoError(f.t, err, "Rollback (discard) run %s", runID)
+}
+
+// requireMoved checks a refusal by the fence.
+func requireMoved(t *testing.T, err error, expected, found string) {
+	t.Helper()
+	require.Error(t, err, "a publish with a stale expectation must be refused")
+	require.ErrorIs(t, err, rotation.ErrStoreMoved)
+	require.ErrorIs(t, err, rotation.ErrFenced)
+	require.True(t, rotation.IsPermanent(err), "the refusal is permanent: %v", err)
+	var me *rotation.StoreMovedError
+	require.ErrorAs(t, err, &me)
+	require.Equal(t, expected, me.Expected, "expected run id in the refusal")
+	require.Equal(t, found, me.Found, "found run id in the refusal")
+	if expected != "" {
+		require.Contains(t, err.Error(), expected)
+	}
+	if found != "" {
+		require.Contains(t, err.Error(), found)
+	}
+}
+
 func (f *fixture) rollbackCtx(ctx context.Context, runID string) error {
 	return f.check("Rollback", f.store.Rollback(ctx, rotation.RollbackRequest{Path: f.path, RunID: runID}))
 }
@@ -324,6 +365,11 @@ func requireCredential(t *testing.T, want, got rotation.Version, what string) {
 	require.Equal(t, wc.KeyID, gc.KeyID, "%s: key id", what)
 	require.Equal(t, wc.SecretField(), gc.SecretField(), "%s: secret field", what)
 	require.Equal(t, nonNil(wc.Extra), nonNil(gc.Extra), "%s: extra fields", what)
+	require.Equal(t, len(wc.Derived), len(gc.Derived), "%s: derived secret fields", what)
+	for k, x := range wc.Derived {
+		require.True(t, x.Equal(gc.Derived[k]), "%s: derived field %q differs (fingerprint want %s, got %s)",
+			what, k, x.Fingerprint(), gc.Derived[k].Fingerprint())
+	}
 }
 
 // requireVersion checks credential and metadata.
@@ -429,6 +475,75 @@ func testRoundTripFields(t *testing.T, h Harness) {
 	requireMeta(t, v1, d.Previous, "previous password")
 	requireVersion(t, v2, f.read(rotation.Current), "Read current api key")
 	requireVersion(t, v1, f.read(rotation.Previous), "Read previous password")
+}
+
+// testKeyRingDocument publishes what the keyring rotator does: a JSON
+// document (appsecret.Ring) as the secret, under its own field, with the
+// signing key's id; the largest ring a policy allows in steady state
+// (four keys of 1024 bytes, about 5.6 KB) comes back byte for byte, and
+// the previous ring stays readable.
+func testKeyRingDocument(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	ring := func(number int64) rotation.Version {
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		var keys []appsecret.RingKey
+		for i, st := range []string{appsecret.KeyAccepted, appsecret.KeyAccepted, appsecret.KeySigning, appsecret.KeyNext} {
+			material := make([]byte, 1024)
+			_, _ = rand.Read(material)
+			k := appsecret.NewRingKey(fmt.Sprintf("k%d-%d", number, i), st, now, material)
+			if i == 0 {
+				k.AcceptUntil = now.Add(time.Hour)
+			}
+			keys = append(keys, k)
+		}
+		r := appsecret.Ring{Algorithm: "HS256", MaxTokenLifetime: time.Hour, Keys: keys}
+		doc, err := r.Encode()
+		require.NoError(t, err)
+		v := Version(t, number, RunID())
+		v.Credential = rotation.Credential{Secret: secret.New(doc), Field: "keyring", KeyID: fmt.Sprintf("k%d-2", number)}
+		return v
+	}
+	v1, v2 := ring(1), ring(2)
+	f.publish(v1)
+	f.publish(v2)
+	requireMeta(t, v2, f.describe().Current, "current ring")
+	got := f.read(rotation.Current)
+	requireVersion(t, v2, got, "Read current ring")
+	r, err := appsecret.ParseRing(got.Credential.Secret.Reveal())
+	require.NoError(t, err, "the ring read back parses")
+	s, _ := r.Signing()
+	require.Equal(t, v2.Credential.KeyID, s.ID)
+	requireVersion(t, v1, f.read(rotation.Previous), "Read previous ring")
+}
+
+// testDerivedFields publishes through rotation.DeriveFields: a DSN with
+// the password in it is stored with its version, read back as a secret
+// field (not Extra), and a rollback brings back the DSN of the version it
+// restores.
+func testDerivedFields(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	tmpl, err := derive.Parse("postgres://{username}:{password}@{host}:{port}/{database}?sslmode=require")
+	require.NoError(t, err)
+	plain, err := derive.Parse("{host}:{port}")
+	require.NoError(t, err)
+	fields := []rotation.DerivedField{{Name: "url", Template: tmpl}, {Name: "addr", Template: plain}}
+	f.store = rotation.DeriveFields(f.store, fields)
+	v1, v2 := Version(t, 1, RunID()), Version(t, 2, RunID())
+	v2.Credential.Secret = secret.New(randomSecret() + "@:/?#%")
+	want := func(v rotation.Version) rotation.Version {
+		d, err := rotation.Derive(v, fields)
+		require.NoError(t, err)
+		return d
+	}
+	w1, w2 := want(v1), want(v2)
+	require.Contains(t, w1.Credential.Derived["url"].Reveal(), v1.Credential.Secret.Reveal())
+	require.Equal(t, "db.internal:5432", w1.Credential.Extra["addr"])
+	f.publish(v1)
+	f.publish(v2)
+	requireVersion(t, w2, f.read(rotation.Current), "Read current with derived fields")
+	requireVersion(t, w1, f.read(rotation.Previous), "Read previous with derived fields")
+	f.rollback(v2.RunID)
+	requireCredential(t, w1, f.read(rotation.Current), "Read current after rollback: the restored version's url")
 }
 
 func testRollback(t *testing.T, h Harness) {
@@ -678,4 +793,111 @@ func testCanceledContext(t *testing.T, h Harness) {
 		}
 	}
 	require.True(t, found, "current after calls with a canceled context is neither v1 nor v3")
+}
+
+// testStaleWriter: a writer observes v1 as current; another writer
+// publishes v2; the first writer's publish of v3, still expecting v1, is
+// refused and changes nothing.
+func testStaleWriter(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	v1, v2, v3 := Version(t, 1, RunID()), Version(t, 2, RunID()), Version(t, 3, RunID())
+	require.NoError(t, f.publishExpect(v1, rotation.Expect{}), "first publish expecting nothing")
+	observed := rotation.Expect{RunID: f.describe().Current.RunID}
+	require.Equal(t, v1.RunID, observed.RunID)
+
+	require.NoError(t, f.publishExpect(v2, observed), "the other writer's publish")
+	before := f.describe()
+
+	requireMoved(t, f.publishExpect(v3, observed), v1.RunID, v2.RunID)
+	requireSameDescribe(t, before, f.describe(), "a refused publish changes nothing")
+	requireMeta(t, v2, before.Current, "current after the refused publish")
+	requireMeta(t, v1, before.Previous, "previous after the refused publish")
+	requireVersion(t, v2, f.read(rotation.Current), "Read current after the refused publish")
+	requireVersion(t, v1, f.read(rotation.Previous), "Read previous after the refused publish")
+
+	// The other writer retrying its publish with its own (now stale)
+	// expectation: its version is current, so it is a no-op success.
+	require.NoError(t, f.publishExpect(v2, observed), "a retried publish of the current version")
+	requireSameDescribe(t, before, f.describe(), "a retried publish changes nothing")
+
+	// With what is current now as expectation, v3 goes through.
+	require.NoError(t, f.publishExpect(v3, rotation.Expect{RunID: v2.RunID}))
+	d := f.describe()
+	requireMeta(t, v3, d.Current, "current after a publish with a fresh expectation")
+	requireMeta(t, v2, d.Previous, "previous after a publish with a fresh expectation")
+}
+
+// testExpectNothing: "nothing published" is an expectation too.
+func testExpectNothing(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	v1, v2 := Version(t, 1, RunID()), Version(t, 2, RunID())
+	require.NoError(t, f.publishExpect(v1, rotation.Expect{}))
+	requireMoved(t, f.publishExpect(v2, rotation.Expect{}), "", v1.RunID)
+	d := f.describe()
+	requireMeta(t, v1, d.Current, "current after a refused first publish")
+	require.Nil(t, d.Previous, "previous after a refused first publish")
+}
+
+// testRollbackDiscard: putting back a failed run's publish restores
+// previous too; a real rollback keeps the rolled-back version as previous.
+func testRollbackDiscard(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	v1, v2, v3 := Version(t, 1, RunID()), Version(t, 2, RunID()), Version(t, 3, RunID())
+	f.publish(v1)
+	f.publish(v2)
+	f.publish(v3)
+	f.discard(v3.RunID)
+	d := f.describe()
+	requireFingerprint(t, v2, d.Current, "current after the discarded publish is put back")
+	requireFingerprint(t, v1, d.Previous, "previous after the discarded publish is put back (the last really-current version before v2)")
+	require.Nil(t, d.Pending, "pending after the discarded publish is put back")
+	requireCredential(t, v2, f.read(rotation.Current), "Read current after discard")
+	requireCredential(t, v1, f.read(rotation.Previous), "Read previous after discard")
+
+	f.discard(v3.RunID)
+	requireSameDescribe(t, d, f.describe(), "a second discard of the same run changes nothing")
+
+	// The next publish keeps v2 as previous, as if v3 had never been.
+	v4 := Version(t, 4, RunID())
+	f.publish(v4)
+	d = f.describe()
+	requireMeta(t, v4, d.Current, "current after a publish that follows a discard")
+	requireFingerprint(t, v2, d.Previous, "previous after a publish that follows a discard")
+
+	// Without Discard (a real rollback): the rolled-back version stays
+	// readable as previous.
+	g := newFixture(t, h)
+	w1, w2, w3 := Version(t, 1, RunID()), Version(t, 2, RunID()), Version(t, 3, RunID())
+	g.publish(w1)
+	g.publish(w2)
+	g.publish(w3)
+	g.rollback(w3.RunID)
+	d = g.describe()
+	requireFingerprint(t, w2, d.Current, "current after a rollback")
+	requireMeta(t, w3, d.Previous, "previous after a rollback (the rolled-back version)")
+	requireCredential(t, w3, g.read(rotation.Previous), "Read previous after a rollback")
+}
+
+// SharedOther is the field another writer holds in the documents of a
+// Shared harness; its value must survive every test.
+const SharedOther = "telegram_token"
+
+// Shared returns a Harness that runs the suite on rotation.SharedFields
+// over the DocStore newDoc builds (and a fresh path in it): the secret
+// owns db_password, openrouter_key and db_user of a document in which
+// another writer put SharedOther first; each test ends by checking that
+// SharedOther is still there, unchanged.
+func Shared(newDoc func(t *testing.T) (rotation.DocStore, string)) Harness {
+	return Harness{New: func(t *testing.T) (rotation.Store, string) {
+		d, p := newDoc(t)
+		other := "other-writer-" + randomSecret()
+		require.NoError(t, d.WriteDoc(t.Context(), p, map[string]string{SharedOther: other}, ""))
+		t.Cleanup(func() {
+			doc, _, err := d.ReadDoc(context.Background(), p)
+			require.NoError(t, err)
+			require.Equal(t, other, doc[SharedOther], "the other writer's field survives")
+		})
+		return rotation.SharedFields(d, rotation.SharedMetaField("db/app"),
+			map[string]string{"password": "db_password", "api_key": "openrouter_key", "username": "db_user"}), p
+	}}
 }

@@ -20,6 +20,8 @@ type memStore struct {
 
 type memPath struct {
 	current, previous, pending *rotation.Version
+	// prior is what was previous before current was published.
+	prior *rotation.Version
 }
 
 var _ rotation.Store = (*memStore)(nil)
@@ -64,7 +66,17 @@ func (s *memStore) Publish(ctx context.Context, req rotation.PublishRequest) err
 	if p.current != nil && p.current.RunID == req.Version.RunID {
 		return nil
 	}
+	if e := req.Expect; e != nil {
+		found := ""
+		if p.current != nil {
+			found = p.current.RunID
+		}
+		if found != e.RunID {
+			return rotation.StoreMoved("mem "+req.Path, e.RunID, found, "")
+		}
+	}
 	v := req.Version
+	p.prior = p.previous
 	p.previous, p.current = p.current, &v
 	if p.pending != nil && p.pending.RunID == v.RunID {
 		p.pending = nil
@@ -121,6 +133,9 @@ func (s *memStore) Rollback(ctx context.Context, req rotation.RollbackRequest) e
 		return rotation.Permanent(fmt.Errorf("rollback %s: no previous version: %w", req.Path, rotation.ErrNotFound))
 	}
 	p.current, p.previous = p.previous, p.current
+	if req.Discard {
+		p.previous, p.prior = p.prior, nil
+	}
 	return nil
 }
 

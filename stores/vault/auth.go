@@ -185,11 +185,18 @@ func (s *Store) login(ctx context.Context) error {
 		if err != nil {
 			return rotation.Permanent(fmt.Errorf("vault approle login: role_id: %w", err))
 		}
+		// Vault trims role_id and, when nothing is left, answers 500
+		// "failed to determine alias name from login request": a
+		// configuration error that no retry fixes.
+		if strings.TrimSpace(roleID.Reveal()) == "" {
+			return rotation.Permanent(newError(ErrLogin, nil, "vault approle login: role_id from %s is blank: set auth.approle.role_id to the role's id (vault read auth/%s/role/<role>/role-id)",
+				describeRef(s.auth.roleID), s.auth.mount))
+		}
 		secretID, err := s.auth.secretID.Resolve()
 		if err != nil {
 			return rotation.Permanent(fmt.Errorf("vault approle login: secret_id: %w", err))
 		}
-		body = map[string]any{"role_id": roleID.Reveal(), "secret_id": secretID.Reveal()}
+		body = map[string]any{"role_id": strings.TrimSpace(roleID.Reveal()), "secret_id": strings.TrimSpace(secretID.Reveal())}
 	case "kubernetes":
 		b, err := os.ReadFile(s.auth.jwtFile)
 		if err != nil {
@@ -200,120 +207,134 @@ func (s *Store) login(ctx context.Context) error {
 	default:
 		return fmt.Errorf("vault: auth method %s cannot log in", s.auth.kind)
 	}
-	o := op{http.MethodPost, "auth/" + s.auth.mount + "/login", "update"}
-	r := s.client.NewRequest(o.method, "/v1/"+o.path)
-	r.ClientToken = "" // login paths take no token; a stale one must not be sent
-	if err := r.SetJSONBody(body); err != nil {
-		return err
-	}
-	resp, err := s.client.RawRequestWithContext(ctx, r)
-	defer closeBody(resp)
+	o := op{http.MethodPut, "auth/" + s.auth.mount + "/login", "update"}
+	// Login paths take no token: loginClient has none, so a stale one is
+	// never sent.
+	sec, err := s.loginClient.Logical().WriteWithContext(ctx, o.path, body)
 	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("vault %s login: %w", s.auth.kind, ctx.Err())
 		}
 		re, ok := responseError(err)
-		if !ok || re.StatusCode == 503 || re.StatusCode >= 500 || re.StatusCode == 429 {
+		switch {
+		case ok && re.StatusCode == 500 && hasError(re, "failed to determine alias name"):
+			return rotation.Permanent(newError(ErrLogin, nil, "vault %s login at %s%s refused (status 500): %s; the login request lacks what the method needs (approle: role_id); check %s",
+				s.auth.kind, o.path, s.inNamespace(), vaultErrors(re), s.auth.describe()))
+		case !ok || re.StatusCode >= 500 || re.StatusCode == 429:
 			return s.classify(ctx, o, err)
+		case re.StatusCode == 403 && s.auth.kind == "kubernetes":
+			// Vault answers a JWT the Kubernetes API refuses and a
+			// Kubernetes API it cannot reach with the same 403.
+			return rotation.Permanent(newError(ErrLogin, nil, "vault kubernetes login at %s%s refused (status 403): %s; either the service-account token is not valid for role %q (bound service account names and namespaces, audience), or Vault cannot reach the Kubernetes API to review it (auth/%s/config kubernetes_host); check %s",
+				o.path, s.inNamespace(), vaultErrors(re), s.auth.role, s.auth.mount, s.auth.describe()))
 		}
 		return rotation.Permanent(newError(ErrLogin, nil, "vault %s login at %s%s refused (status %d): %s; check %s",
 			s.auth.kind, o.path, s.inNamespace(), re.StatusCode, vaultErrors(re), s.auth.describe()))
 	}
-	sec, err := api.ParseSecret(resp.Body)
-	if err != nil || sec == nil || sec.Auth == nil || sec.Auth.ClientToken == "" {
+	if sec == nil || sec.Auth == nil || sec.Auth.ClientToken == "" {
 		return fmt.Errorf("vault %s login at %s: no token in the answer", s.auth.kind, o.path)
 	}
 	s.client.SetToken(sec.Auth.ClientToken)
 	ttl := time.Duration(sec.Auth.LeaseDuration) * time.Second
 	s.setToken(tokenState{ttl: ttl, period: ttl, renewable: sec.Auth.Renewable, at: s.now()})
 	s.log.Info("vault: logged in", "auth", s.auth.kind, "ttl", ttl.String(), "renewable", sec.Auth.Renewable)
+	// Tell keepToken to watch the new token.
+	select {
+	case s.newToken <- struct{}{}:
+	default:
+	}
 	return nil
 }
 
-// keepToken renews the token before half its TTL has passed, and logs in
-// again (AppRole, Kubernetes) when renewal is impossible, is capped by the
-// token's max TTL, or the token is gone. It returns when ctx ends, or when
-// a static token can no longer be kept alive.
+// keepToken keeps the token alive until ctx ends, with the client
+// library's LifetimeWatcher: it renews the token (at about two thirds of
+// its TTL) and says when renewal can no longer keep it alive (not
+// renewable, max TTL reached, renewal refused). An AppRole or Kubernetes
+// store then logs in again; a static token is left to expire, and the
+// requests after that say so.
 func (s *Store) keepToken(ctx context.Context) {
 	defer close(s.done)
-	retry := time.Duration(0)
+	retry := time.Second
 	for {
 		ts := s.token()
-		var wait time.Duration
-		switch {
-		case retry > 0:
-			wait = retry
-		case ts.ttl > 0:
-			wait = ts.at.Add(ts.ttl / 2).Sub(s.now())
-		default:
+		if ts.ttl <= 0 {
 			return // the token never expires, or we cannot tell
 		}
-		t := time.NewTimer(max(wait, 0))
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !s.auth.canLogin() && !ts.renewable {
+			s.log.Warn("vault: token is not renewable; give rotator a renewable token or use approle or kubernetes auth",
+				"auth", s.auth.describe(), "expires", ts.expires().UTC().Format(time.RFC3339))
 			return
-		case <-t.C:
 		}
-		err := s.refresh(ctx)
+		err := s.watch(ctx, ts)
 		switch {
-		case err == nil:
-			retry = 0
 		case ctx.Err() != nil:
 			return
-		case errors.Is(err, errCannotRenew):
-			s.log.Warn("vault: token cannot be renewed", "auth", s.auth.describe(), "expires", ts.expires(), "error", err)
+		case errors.Is(err, errNewToken):
+			continue
+		case !s.auth.canLogin():
+			s.log.Warn("vault: token can no longer be renewed (max TTL reached or renewal refused); give rotator a renewable token without a short max TTL, or use approle or kubernetes auth",
+				"auth", s.auth.describe(), "expires", s.token().expires().UTC().Format(time.RFC3339), "error", err)
 			return
+		}
+		if err := s.login(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("vault: login to replace the token failed; will retry", "retry_in", retry.String(), "error", err)
+			t := time.NewTimer(retry)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			retry = min(retry*2, 30*time.Second)
+			continue
+		}
+		retry = time.Second
+		// login announced the new token on s.newToken; drop that, the
+		// loop watches it now.
+		select {
+		case <-s.newToken:
 		default:
-			left := time.Until(s.token().expires())
-			retry = min(max(left/4, time.Second), 30*time.Second)
-			s.log.Warn("vault: token renewal failed; will retry", "retry_in", retry.String(), "error", err)
 		}
 	}
 }
 
-var errCannotRenew = errors.New("token cannot be renewed")
+var errNewToken = errors.New("a new token replaced the watched one")
 
-// refresh renews the token, or logs in again where that is possible and
-// renewal is not (or no longer gives a useful TTL).
-func (s *Store) refresh(ctx context.Context) error {
-	ts := s.token()
-	if ts.renewable {
-		o := op{http.MethodPost, "auth/token/renew-self", "update"}
-		body := map[string]any{}
-		if ts.period > 0 {
-			body["increment"] = fmt.Sprintf("%ds", int64(ts.period/time.Second))
-		}
-		resp, err := s.raw(ctx, o, nil, body)
-		if err == nil {
-			sec, perr := api.ParseSecret(resp.Body)
-			closeBody(resp)
-			if perr == nil && sec != nil && sec.Auth != nil {
-				ttl := time.Duration(sec.Auth.LeaseDuration) * time.Second
-				// Renewal capped by max TTL: log in afresh when we can.
-				if !s.auth.canLogin() || ttl >= ts.period/2 {
-					s.setToken(tokenState{ttl: ttl, period: ts.period, renewable: sec.Auth.Renewable, at: s.now()})
-					s.log.Debug("vault: token renewed", "ttl", ttl.String())
-					if !s.auth.canLogin() && ttl < ts.period/2 && ttl > 0 {
-						return fmt.Errorf("%w: it reached its max TTL and expires at %s", errCannotRenew, s.token().expires().UTC().Format(time.RFC3339))
-					}
-					return nil
-				}
+// watch runs a LifetimeWatcher on the current token until it is done,
+// ctx ends, or a login (after a request found the token dead) installs
+// another token.
+func (s *Store) watch(ctx context.Context, ts tokenState) error {
+	w, err := s.client.NewLifetimeWatcher(&api.LifetimeWatcherInput{
+		Secret: &api.Secret{Auth: &api.SecretAuth{
+			ClientToken:   s.client.Token(),
+			Renewable:     ts.renewable,
+			LeaseDuration: int(ts.ttl / time.Second),
+		}},
+		Increment: int(ts.period / time.Second),
+	})
+	if err != nil {
+		return err
+	}
+	go w.Start()
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.newToken:
+			return errNewToken
+		case err := <-w.DoneCh():
+			return err
+		case r := <-w.RenewCh():
+			if r == nil || r.Secret == nil || r.Secret.Auth == nil {
+				continue
 			}
-		} else {
-			closeBody(resp)
-			if !s.auth.canLogin() {
-				cerr := s.classify(ctx, o, err)
-				if isInvalidToken(err) {
-					return fmt.Errorf("%w: %w", errCannotRenew, cerr)
-				}
-				return cerr
-			}
+			ttl := time.Duration(r.Secret.Auth.LeaseDuration) * time.Second
+			s.setToken(tokenState{ttl: ttl, period: ts.period, renewable: r.Secret.Auth.Renewable, at: s.now()})
+			s.log.Debug("vault: token renewed", "ttl", ttl.String())
 		}
 	}
-	if s.auth.canLogin() {
-		return s.login(ctx)
-	}
-	return fmt.Errorf("%w: it is not renewable and expires at %s; give rotator a renewable token or use approle or kubernetes auth",
-		errCannotRenew, ts.expires().UTC().Format(time.RFC3339))
 }

@@ -64,19 +64,51 @@
 // field becomes RollbackRequest.Number when that is set. Otherwise nothing
 // happens, so a repeated rollback is a no-op. With no previous version the
 // rollback fails (wrapping rotation.ErrNotFound) and changes nothing.
+//
+// A discarding rollback (RollbackRequest.Discard: a failed run's publish
+// is put back) then soft-deletes two versions: the discarded one and the
+// older copy of the version it restored. Whatever takes "the newest
+// readable version before the latest" as previous (Describe, Read,
+// appsecret, any KV reader) then finds the version that was previous
+// before the discarded publish, and the discarded credential is not
+// readable any more (an operator can undelete it). A discard whose write
+// landed but whose delete did not is finished by the next discarding
+// rollback of the same run.
+//
+// # The fence
+//
+// Publish with an expectation (PublishRequest.Expect: the run id the
+// engine observed as current) compares it with the run id of the latest
+// readable version and writes with cas on exactly that KV version: a
+// different run current is refused at once (rotation.ErrStoreMoved, naming
+// both run ids and the KV version found), and a writer that lands between
+// the compare and the write makes Vault refuse the write (cas mismatch,
+// ErrConflict; the engine's retry then compares again and refuses). A
+// Rollback is fenced the same way by its run id.
 // Stage and Abort do nothing: KV has no pending label.
 //
 // # Tokens
 //
-// A goroutine started by New keeps the token alive until Close: it calls
-// auth/token/renew-self when half the TTL has passed. An AppRole or
-// Kubernetes token is replaced by a new login when it is not renewable or
-// a renewal comes back short (max TTL reached); and any request that Vault
+// A goroutine started by New keeps the token alive until Close, with the
+// client library's api.LifetimeWatcher: it renews the token
+// (auth/token/renew-self, at about two thirds of its TTL) and says when
+// renewal cannot keep it any longer (not renewable, max TTL reached,
+// renewal refused). An AppRole or Kubernetes store then logs in again; a
+// static token is left to expire with a warning. Any request that Vault
 // refuses with "invalid token" (expired, revoked) logs in again and is
 // retried once. A static token that dies is reported as "vault token
 // expired or revoked: ..." (Permanent); Vaults that answer a dead token
 // with a bare "permission denied" are told apart by asking lookup-self.
 // Close stops the renewal and revokes a token the store logged in for.
+//
+// # Namespaces
+//
+// A namespace (stores[].vault.namespace or VAULT_NAMESPACE) needs Vault
+// Enterprise or HCP Vault: open-source Vault ignores the namespace header
+// and would use the root namespace's mount instead. New asks sys/health
+// ("enterprise", or a version ending in "+ent") and refuses the namespace
+// otherwise (ErrNamespaceUnsupported, Permanent) before reading or
+// writing anything.
 //
 // # Errors
 //
@@ -90,7 +122,8 @@
 //	ErrPermissionDenied  "permission denied: need create/update on secret/data/x"; Permanent
 //	ErrTokenInvalid      "vault token expired or revoked: ..."; Permanent
 //	ErrConflict          check-and-set lost to another writer; retryable
-//	ErrLogin             AppRole or Kubernetes login refused; Permanent
+//	ErrLogin             AppRole or Kubernetes login refused, or a blank role_id; Permanent
+//	ErrNamespaceUnsupported  a namespace on a Vault without namespaces; Permanent
 //
 // The client's own retries are off (MaxRetries 0): the engine retries
 // steps with its backoff.
@@ -101,15 +134,20 @@
 //
 //	path "secret/data/*"     { capabilities = ["create", "read", "update"] }
 //	path "secret/metadata/*" { capabilities = ["create", "read", "update"] }
+//	path "secret/delete/*"   { capabilities = ["update"] }
 //
-// plus the default policy (lookup-self, renew-self, revoke-self).
+// plus the default policy (lookup-self, renew-self, revoke-self). The
+// delete rule soft-deletes the versions a discarding rollback takes out of
+// the history (see Rollback); it cannot destroy data or delete the latest
+// version.
 //
 // # Tests
 //
-// The tests run against internal/vaulttest, or against a real Vault when
-// VAULT_ADDR and VAULT_TOKEN are set (a root-like token; VAULT_TEST_MOUNT
-// names a KV v2 mount, default "secret"; secrets are written under
-// rotator-test/ and deleted afterwards). Tests whose names end in
-// _TestServer control the server (seal it, expire tokens, fake AppRole and
-// Kubernetes) and always use the test server.
+// The tests run against a real `vault server -dev` (internal/vaultdev:
+// VAULT_BIN, `vault` on PATH, or the build of `make vault`), or against
+// another Vault when VAULT_ADDR and VAULT_TOKEN are set (a root-like token;
+// VAULT_TEST_MOUNT names a KV v2 mount, default "secret"; secrets are
+// written under rotator-test/ and deleted afterwards). Tests that seal the
+// server or need TLS (`-dev-tls`) start a dev server of their own; outages
+// go through vaultdev's fault proxy.
 package vault

@@ -36,6 +36,9 @@ var (
 	ErrConflict = errors.New("vault check-and-set conflict")
 	// ErrLogin: an AppRole or Kubernetes login was refused. Permanent.
 	ErrLogin = errors.New("vault login failed")
+	// ErrNamespaceUnsupported: a namespace is configured but the server
+	// is not Vault Enterprise, which would ignore it. Permanent.
+	ErrNamespaceUnsupported = errors.New("vault has no namespaces")
 )
 
 // storeError is a message for people that also matches its kind (and its
@@ -136,6 +139,9 @@ func (s *Store) classifyResponse(o op, err error) error {
 		return rotation.Permanent(newError(ErrPermissionDenied, nil,
 			"permission denied: need %s on %s (vault at %s answered 403 to %s); grant it in the policy of the token rotator uses (%s)",
 			o.capability, s.where(o.path), s.addr, o.method, s.auth.describe()))
+	case re.StatusCode == 400 && hasError(re, "http request to an https server"):
+		return rotation.Permanent(newError(ErrUnreachable, nil,
+			"vault at %s speaks HTTPS and was asked in plain HTTP: use an https:// address (stores[].vault.address or VAULT_ADDR)", s.addr))
 	case re.StatusCode == 400 && hasError(re, "check-and-set parameter did not match"):
 		return newError(ErrConflict, nil,
 			"another writer changed %s between rotator's read and its check-and-set write; nothing was overwritten, the step is retried",

@@ -1,32 +1,37 @@
 package vault
 
 import (
+	"bytes"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rotator/rotator/internal/vaulttest"
+	"github.com/rotator/rotator/internal/vaultdev"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/stores/storetest"
 )
 
-// target is the Vault a test talks to: a real one when VAULT_ADDR and
-// VAULT_TOKEN are set (VAULT_TEST_MOUNT names its KV v2 mount, default
-// "secret"), the in-process test server otherwise. Tests that must control
-// the server (seal it, expire tokens, fake Kubernetes) use testServer and
-// end their name in _TestServer; they run in every mode.
+func TestMain(m *testing.M) { os.Exit(vaultdev.Main(m)) }
+
+// target is the Vault a test talks to: the package's shared
+// `vault server -dev` (internal/vaultdev), or another Vault when
+// VAULT_ADDR and VAULT_TOKEN are set (a root-like token; VAULT_TEST_MOUNT
+// names its KV v2 mount, default "secret"). Tests that must control the
+// server (seal it) use devServer, a dev server of their own, in every mode.
 type target struct {
 	addr  string
 	token string // root-like token
 	mount string
-	srv   *vaulttest.Server // nil for a real Vault
+	dev   *vaultdev.Server // nil for another Vault
 }
 
 func newTarget(t *testing.T) *target {
@@ -39,17 +44,16 @@ func newTarget(t *testing.T) *target {
 		}
 		return &target{addr: addr, token: tok, mount: mount}
 	}
-	return testServer(t)
+	v := vaultdev.Shared(t)
+	return &target{addr: v.Addr, token: v.RootToken, mount: "secret", dev: v}
 }
 
-// testServer always returns the in-process test server.
-func testServer(t *testing.T) *target {
+// devServer starts a dev server of the test's own.
+func devServer(t *testing.T) *target {
 	t.Helper()
-	srv := vaulttest.New(t)
-	return &target{addr: srv.Addr, token: srv.RootToken, mount: "secret", srv: srv}
+	v := vaultdev.New(t, vaultdev.Options{})
+	return &target{addr: v.Addr, token: v.RootToken, mount: "secret", dev: v}
 }
-
-func (tg *target) real() bool { return tg.srv == nil }
 
 // client is an API client with the root-like token, for setting up and
 // inspecting what the store did.
@@ -61,6 +65,7 @@ func (tg *target) client(t *testing.T) *api.Client {
 	c, err := api.NewClient(conf)
 	require.NoError(t, err)
 	c.SetToken(tg.token)
+	c.ClearNamespace()
 	return c
 }
 
@@ -70,11 +75,14 @@ func (tg *target) path(t *testing.T) string {
 	t.Helper()
 	p := "rotator-test/" + storetest.RunID()
 	t.Cleanup(func() {
-		if tg.real() {
-			_, _ = tg.client(t).Logical().Delete(tg.mount + "/metadata/" + p)
-		}
+		_, _ = tg.client(t).Logical().Delete(tg.mount + "/metadata/" + p)
 	})
 	return p
+}
+
+// name returns a name no other test uses, for policies and mounts.
+func name(prefix string) string {
+	return prefix + strings.ReplaceAll(storetest.RunID()[:8], "-", "")
 }
 
 // tokenRef writes tok to a file and returns a Ref to it.
@@ -107,15 +115,11 @@ func (tg *target) storeWith(t *testing.T, cfg Config) *Store {
 	return s
 }
 
-// tokenWithPolicy creates a token whose only policy (besides default) is
-// rules: path -> capabilities.
-func (tg *target) tokenWithPolicy(t *testing.T, rules map[string][]string, ttl time.Duration, renewable bool) string {
+// writePolicy writes an ACL policy of path -> capabilities under a fresh
+// name, deleted at cleanup, and returns the name.
+func (tg *target) writePolicy(t *testing.T, rules map[string][]string) string {
 	t.Helper()
-	name := "rotator-test-" + storetest.RunID()[:8]
-	if !tg.real() {
-		tg.srv.SetPolicy(name, rules)
-		return tg.srv.CreateToken(vaulttest.TokenOptions{Policies: []string{name}, TTL: ttl, Renewable: renewable})
-	}
+	pol := name("rotator-test-")
 	doc := map[string]any{"path": map[string]any{}}
 	for p, caps := range rules {
 		doc["path"].(map[string]any)[p] = map[string]any{"capabilities": caps}
@@ -123,34 +127,88 @@ func (tg *target) tokenWithPolicy(t *testing.T, rules map[string][]string, ttl t
 	b, err := json.Marshal(doc)
 	require.NoError(t, err)
 	c := tg.client(t)
-	_, err = c.Logical().Write("sys/policies/acl/"+name, map[string]any{"policy": string(b)})
-	require.NoError(t, err)
-	t.Cleanup(func() { _, _ = c.Logical().Delete("sys/policies/acl/" + name) })
-	req := map[string]any{"policies": []string{name}, "renewable": renewable}
-	if ttl > 0 {
-		req["ttl"] = ttl.String()
+	require.NoError(t, c.Sys().PutPolicy(pol, string(b)))
+	t.Cleanup(func() { _ = c.Sys().DeletePolicy(pol) })
+	return pol
+}
+
+// kvRules is what the store needs on the test mount.
+func (tg *target) kvRules() map[string][]string {
+	return map[string][]string{
+		tg.mount + "/data/rotator-test/*":     {"create", "read", "update"},
+		tg.mount + "/metadata/rotator-test/*": {"create", "read", "update"},
+		tg.mount + "/delete/rotator-test/*":   {"update"},
 	}
-	sec, err := c.Logical().Write("auth/token/create", req)
+}
+
+// tokenOptions describe a token newToken makes.
+type tokenOptions struct {
+	rules     map[string][]string
+	ttl       time.Duration // 0: the mount's default
+	maxTTL    time.Duration // explicit_max_ttl; 0: none
+	renewable bool
+}
+
+// newToken creates a token (with the default policy) whose only other
+// policy is o.rules, and revokes it at cleanup.
+func (tg *target) newToken(t *testing.T, o tokenOptions) string {
+	t.Helper()
+	pol := tg.writePolicy(t, o.rules)
+	renewable := o.renewable
+	req := &api.TokenCreateRequest{Policies: []string{pol}, Renewable: &renewable}
+	if o.ttl > 0 {
+		req.TTL = o.ttl.String()
+	}
+	if o.maxTTL > 0 {
+		req.ExplicitMaxTTL = o.maxTTL.String()
+	}
+	c := tg.client(t)
+	sec, err := c.Auth().Token().Create(req)
 	require.NoError(t, err)
-	return sec.Auth.ClientToken
+	tok := sec.Auth.ClientToken
+	t.Cleanup(func() { _ = c.Auth().Token().RevokeOrphan(tok) })
+	return tok
+}
+
+// tokenAlive reports whether Vault still knows tok, and its TTL.
+func (tg *target) tokenAlive(t *testing.T, tok string) (time.Duration, bool) {
+	t.Helper()
+	sec, err := tg.client(t).Auth().Token().Lookup(tok)
+	if err != nil {
+		return 0, false
+	}
+	ttl, err := sec.TokenTTL()
+	require.NoError(t, err)
+	return ttl, true
+}
+
+// tokenSpec is a spec that uses tok.
+func (tg *target) tokenSpec(t *testing.T, tok string) *policy.VaultSpec {
+	return tg.spec(t, policy.VaultAuthSpec{Token: &policy.VaultTokenAuth{Token: tokenRef(t, tok)}})
 }
 
 // enableKV mounts a KV engine of the given version at a fresh path.
 func (tg *target) enableKV(t *testing.T, version int) string {
 	t.Helper()
-	name := "rotator-kv" + strings.ReplaceAll(storetest.RunID()[:8], "-", "")
-	if !tg.real() {
-		tg.srv.EnableKV("", name, version)
-		return name
-	}
+	m := name("rotator-kv")
 	c := tg.client(t)
-	require.NoError(t, c.Sys().Mount(name, &api.MountInput{Type: "kv", Options: map[string]string{"version": strconv.Itoa(version)}}))
-	t.Cleanup(func() { _ = c.Sys().Unmount(name) })
-	return name
+	require.NoError(t, c.Sys().Mount(m, &api.MountInput{Type: "kv", Options: map[string]string{"version": strconv.Itoa(version)}}))
+	t.Cleanup(func() { _ = c.Sys().Unmount(m) })
+	return m
 }
 
-// kvVersion returns current_version and the data of version n (0: latest)
-// read straight from Vault.
+// enableAuth enables an auth method of kind at a fresh mount path.
+func (tg *target) enableAuth(t *testing.T, kind string) string {
+	t.Helper()
+	m := name(kind)
+	c := tg.client(t)
+	require.NoError(t, c.Sys().EnableAuthWithOptions(m, &api.EnableAuthOptions{Type: kind}))
+	t.Cleanup(func() { _ = c.Sys().DisableAuth(m) })
+	return m
+}
+
+// kvRead returns current_version, the data of version n (0: latest) and
+// custom_metadata, read straight from Vault.
 func (tg *target) kvRead(t *testing.T, p string, n int) (int, map[string]any, map[string]any) {
 	t.Helper()
 	c := tg.client(t)
@@ -168,4 +226,31 @@ func (tg *target) kvRead(t *testing.T, p string, n int) (int, map[string]any, ma
 	require.NotNil(t, sec)
 	data, _ := sec.Data["data"].(map[string]any)
 	return cur, data, custom
+}
+
+// logs captures a store's log lines (debug and up).
+type logs struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logs) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func (l *logs) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// count returns how many log lines carry msg.
+func (l *logs) count(msg string) int {
+	return strings.Count(l.String(), `msg="`+msg+`"`)
 }

@@ -3,13 +3,15 @@ package vault
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hashicorp/vault/api"
 
 	"github.com/rotator/rotator/rotation"
 )
@@ -118,19 +120,25 @@ func str(v any) string {
 }
 
 // readData reads version n's data as a flat map; found=false when Vault
-// has no readable data for it.
+// has no readable data for it (deleted, destroyed, pruned).
 func (s *Store) readData(ctx context.Context, p string, n int64) (map[string]string, bool, error) {
-	params := url.Values{"version": {strconv.FormatInt(n, 10)}}
-	sec, found, err := s.read(ctx, op{http.MethodGet, s.dataPath(p), "read"}, params)
-	if err != nil || !found || sec == nil {
-		return nil, false, err
-	}
-	raw, ok := sec.Data["data"].(map[string]any)
-	if !ok {
+	var sec *api.KVSecret
+	err := s.withToken(ctx, func() error {
+		var err error
+		sec, err = s.client.KVv2(s.mount).GetVersion(ctx, p, int(n))
+		return err
+	})
+	if errors.Is(err, api.ErrSecretNotFound) {
 		return nil, false, nil
 	}
-	d := make(map[string]string, len(raw))
-	for k, v := range raw {
+	if err != nil {
+		return nil, false, s.classify(ctx, op{http.MethodGet, s.dataPath(p), "read"}, s.explainDenied(ctx, err))
+	}
+	if sec == nil || sec.Data == nil {
+		return nil, false, nil
+	}
+	d := make(map[string]string, len(sec.Data))
+	for k, v := range sec.Data {
 		switch x := v.(type) {
 		case string:
 			d[k] = x
@@ -148,17 +156,23 @@ func (s *Store) readData(ctx context.Context, p string, n int64) (map[string]str
 
 // writeData writes d as a new version with check-and-set cas.
 func (s *Store) writeData(ctx context.Context, p string, d map[string]string, cas int64) (int64, error) {
-	sec, err := s.write(ctx, op{http.MethodPost, s.dataPath(p), "create/update"}, map[string]any{
-		"options": map[string]any{"cas": cas},
-		"data":    d,
+	data := make(map[string]any, len(d))
+	for k, v := range d {
+		data[k] = v
+	}
+	var sec *api.KVSecret
+	err := s.withToken(ctx, func() error {
+		var err error
+		sec, err = s.client.KVv2(s.mount).Put(ctx, p, data, api.WithCheckAndSet(int(cas)))
+		return err
 	})
 	if err != nil {
-		return 0, err
+		return 0, s.classify(ctx, op{http.MethodPut, s.dataPath(p), "create/update"}, s.explainDenied(ctx, err))
 	}
-	if sec == nil || sec.Data == nil {
+	if sec == nil || sec.VersionMetadata == nil {
 		return cas + 1, nil
 	}
-	return jsonInt(sec.Data["version"]), nil
+	return int64(sec.VersionMetadata.Version), nil
 }
 
 // writeCustom merges rotator's keys into the secret's custom_metadata,
@@ -186,7 +200,10 @@ func (s *Store) writeCustom(ctx context.Context, p string, have map[string]strin
 	if same {
 		return nil
 	}
-	_, err := s.write(ctx, op{http.MethodPost, s.metaPath(p), "create/update"}, map[string]any{"custom_metadata": cm})
+	// Only custom_metadata is sent: KVv2.PutMetadata would also reset
+	// max_versions, cas_required and delete_version_after that others
+	// set, and PatchMetadata needs the "patch" capability.
+	_, err := s.write(ctx, op{http.MethodPut, s.metaPath(p), "create/update"}, map[string]any{"custom_metadata": cm})
 	return err
 }
 
@@ -214,6 +231,7 @@ func (s *Store) Publish(ctx context.Context, req rotation.PublishRequest) error 
 	}
 	var cas int64
 	have := map[string]string{}
+	found := ""
 	if m != nil {
 		cas, have = m.current, m.custom
 		if m.live(m.current, s.now()) {
@@ -225,7 +243,14 @@ func (s *Store) Publish(ctx context.Context, req rotation.PublishRequest) error 
 				s.log.Debug("vault: run already published", "path", p, "run_id", req.Version.RunID, "kv_version", m.current)
 				return s.writeCustom(ctx, p, have, d, "")
 			}
+			found = d[rotation.DataRunID]
 		}
+	}
+	// The fence: the latest version must be the one the caller observed;
+	// the write below carries cas on exactly the version compared here, so
+	// a writer in between makes Vault refuse it (ErrConflict).
+	if e := req.Expect; e != nil && found != e.RunID {
+		return rotation.StoreMoved("vault "+s.where(s.dataPath(p)), e.RunID, found, fmt.Sprintf("KV version %d", cas))
 	}
 	if s.beforeWrite != nil {
 		s.beforeWrite()
@@ -370,6 +395,11 @@ func (s *Store) Rollback(ctx context.Context, req rotation.RollbackRequest) erro
 		return fmt.Errorf("rollback: %w", err)
 	}
 	if !ok || cur[rotation.DataRunID] != req.RunID {
+		if req.Discard && ok {
+			// A discard whose write landed but whose deletes did not
+			// (a crash, a lost answer) is finished here.
+			return s.finishDiscard(ctx, p, m, cur[rotation.DataRunID], req.RunID)
+		}
 		return nil
 	}
 	prev := m.previousLive(m.current, now)
@@ -383,6 +413,9 @@ func (s *Store) Rollback(ctx context.Context, req rotation.RollbackRequest) erro
 	}
 	if !ok {
 		return fmt.Errorf("vault rollback %s: version %d vanished while reading it: %w", s.where(s.dataPath(p)), prev, rotation.ErrNotFound)
+	}
+	if e := req.Expect; e != nil && e.RunID != "" && d[rotation.DataRunID] != e.RunID {
+		return rotation.PreviousMoved("vault "+s.where(s.dataPath(p))+" (previous)", e.RunID, d[rotation.DataRunID], fmt.Sprintf("KV version %d", prev))
 	}
 	if req.Number != 0 {
 		d[rotation.DataVersion] = strconv.FormatInt(req.Number, 10)
@@ -398,5 +431,112 @@ func (s *Store) Rollback(ctx context.Context, req rotation.RollbackRequest) erro
 		return fmt.Errorf("rollback: version %d written, custom_metadata not: %w", n, err)
 	}
 	s.log.Info("vault: rolled back", "path", p, "kv_version", n, "restored_kv_version", prev, "run_id", req.RunID)
+	if req.Discard {
+		if err := s.deleteVersions(ctx, p, prev, m.current); err != nil {
+			return fmt.Errorf("rollback: version %d written, the discarded versions %d and %d not deleted: %w", n, prev, m.current, err)
+		}
+	}
 	return nil
+}
+
+// finishDiscard completes a discarding rollback of run whose new version
+// (the restored data, run id restored) is the latest: if the newest
+// readable version before it is still run's, and the one before that the
+// restored version's original, both are soft-deleted, so that previous is
+// again what it was before run published.
+func (s *Store) finishDiscard(ctx context.Context, p string, m *kvMeta, restored, run string) error {
+	now := s.now()
+	disc := m.previousLive(m.current, now)
+	if disc == 0 {
+		return nil
+	}
+	d, ok, err := s.readData(ctx, p, disc)
+	if err != nil || !ok || d[rotation.DataRunID] != run {
+		return err
+	}
+	orig := m.previousLive(disc, now)
+	if orig == 0 {
+		return nil
+	}
+	o, ok, err := s.readData(ctx, p, orig)
+	if err != nil || !ok || o[rotation.DataRunID] != restored {
+		return err
+	}
+	if err := s.deleteVersions(ctx, p, orig, disc); err != nil {
+		return fmt.Errorf("rollback: the discarded versions %d and %d not deleted: %w", orig, disc, err)
+	}
+	return nil
+}
+
+// deleteVersions soft-deletes KV versions (reversible with undelete; the
+// data stays until destroyed): used by a discarding rollback on the
+// discarded version and on the older copy of the version it restored, so
+// that every reader that takes "the newest readable version before the
+// latest" as previous (Describe, Read, appsecret) finds the version that
+// was previous before the discarded publish. Deleting versions that are
+// already deleted is not an error.
+func (s *Store) deleteVersions(ctx context.Context, p string, ns ...int64) error {
+	vs := make([]any, 0, len(ns))
+	for _, n := range ns {
+		vs = append(vs, n)
+	}
+	_, err := s.write(ctx, op{http.MethodPost, s.mount + "/delete/" + p, "update"}, map[string]any{"versions": vs})
+	if err == nil {
+		s.log.Info("vault: deleted discarded versions", "path", p, "kv_versions", ns)
+	}
+	return err
+}
+
+// ReadDoc returns the latest version's data and its KV version number as
+// the revision (rotation.DocStore); nil and "" when the path holds
+// nothing. A latest version that was deleted reads as an empty document
+// whose revision is its number (a write with cas on it replaces it).
+func (s *Store) ReadDoc(ctx context.Context, path string) (map[string]string, string, error) {
+	p, err := cleanPath(path)
+	if err != nil {
+		return nil, "", err
+	}
+	m, err := s.readMeta(ctx, p)
+	if err != nil || m == nil || m.current == 0 {
+		return nil, "", err
+	}
+	rev := strconv.FormatInt(m.current, 10)
+	if !m.live(m.current, s.now()) {
+		return nil, rev, nil
+	}
+	d, ok, err := s.readData(ctx, p, m.current)
+	if err != nil || !ok {
+		return nil, rev, err
+	}
+	return d, rev, nil
+}
+
+// WriteDoc writes doc as a new KV version with cas on rev
+// (rotation.DocStore): Vault refuses it, and WriteDoc returns an error
+// matching rotation.ErrDocConflict, when another version was written since.
+func (s *Store) WriteDoc(ctx context.Context, path string, doc map[string]string, rev string) error {
+	p, err := cleanPath(path)
+	if err != nil {
+		return err
+	}
+	var cas int64
+	if rev != "" {
+		if cas, err = strconv.ParseInt(rev, 10, 64); err != nil {
+			return rotation.Permanent(fmt.Errorf("vault %s: bad revision %q", s.where(s.dataPath(p)), rev))
+		}
+	}
+	n, err := s.writeData(ctx, p, doc, cas)
+	if errors.Is(err, ErrConflict) {
+		return fmt.Errorf("%w: %w", rotation.ErrDocConflict, err)
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Info("vault: wrote shared document", "path", p, "kv_version", n)
+	return nil
+}
+
+// Where names the document at path for messages (rotation.DocStore).
+func (s *Store) Where(path string) string {
+	return "vault " + s.where(s.dataPath(strings.Trim(path, "/")))
 }

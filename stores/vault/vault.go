@@ -36,13 +36,15 @@ type Config struct {
 
 // Store publishes secret versions to a KV v2 mount.
 type Store struct {
-	client    *api.Client
-	addr      string
-	mount     string
-	namespace string
-	auth      *authMethod
-	log       *slog.Logger
-	now       func() time.Time
+	client *api.Client
+	// loginClient is client without a token, for login paths.
+	loginClient *api.Client
+	addr        string
+	mount       string
+	namespace   string
+	auth        *authMethod
+	log         *slog.Logger
+	now         func() time.Time
 
 	beforeWrite func()
 
@@ -51,6 +53,7 @@ type Store struct {
 
 	stop      context.CancelFunc
 	done      chan struct{}
+	newToken  chan struct{} // a login installed a new token
 	closeOnce sync.Once
 }
 
@@ -186,12 +189,31 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		now:         now,
 		beforeWrite: cfg.beforeWrite,
 		done:        make(chan struct{}),
+		newToken:    make(chan struct{}, 1),
+	}
+	s.loginClient, err = client.Clone()
+	if err != nil {
+		return nil, rotation.Permanent(fmt.Errorf("vault store: client for %s: %w", addr, err))
+	}
+	// NewClient, under Clone, reads VAULT_TOKEN and VAULT_NAMESPACE.
+	s.loginClient.ClearToken()
+	s.loginClient.ClearNamespace()
+	if s.namespace != "" {
+		s.loginClient.SetNamespace(s.namespace)
+		if err := s.checkNamespaces(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.authenticate(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.checkMount(ctx); err != nil {
 		return nil, err
+	}
+	// keepToken watches the token New installed.
+	select {
+	case <-s.newToken:
+	default:
 	}
 	rctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
@@ -208,8 +230,8 @@ func (s *Store) Close() {
 		if s.auth.canLogin() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			if _, err := s.raw(ctx, op{http.MethodPost, "auth/token/revoke-self", "update"}, nil, nil); err != nil {
-				s.log.Warn("vault: revoke the login token", "error", s.classify(ctx, op{http.MethodPost, "auth/token/revoke-self", "update"}, err))
+			if err := s.client.Auth().Token().RevokeSelfWithContext(ctx, ""); err != nil {
+				s.log.Warn("vault: revoke the login token", "error", s.classify(ctx, op{http.MethodPut, "auth/token/revoke-self", "update"}, err))
 			}
 		}
 	})
@@ -258,6 +280,37 @@ func (s *Store) checkMount(ctx context.Context) error {
 	return nil
 }
 
+// checkNamespaces refuses a configured namespace on a Vault without
+// namespaces. Open-source Vault ignores the X-Vault-Namespace header, so
+// a store configured with namespace team-a would read and write the root
+// namespace's mount of the same name. sys/health (unauthenticated, asked
+// without the namespace header) tells: "enterprise" (Vault 1.16 and
+// later), or a version ending in "+ent" for older Enterprise releases.
+func (s *Store) checkNamespaces(ctx context.Context) error {
+	c, err := s.client.Clone()
+	if err != nil {
+		return fmt.Errorf("vault store: client for %s: %w", s.addr, err)
+	}
+	c.ClearToken()
+	c.ClearNamespace()
+	h, err := c.Sys().HealthWithContext(ctx)
+	if err != nil {
+		return s.classify(ctx, op{http.MethodGet, "sys/health", "none (unauthenticated)"}, err)
+	}
+	if hasNamespaces(h) {
+		return nil
+	}
+	return rotation.Permanent(newError(ErrNamespaceUnsupported, nil,
+		"vault at %s is not Vault Enterprise (version %s): it has no namespaces and would use the root namespace instead of namespace %q; remove stores[].vault.namespace, or point the store at a Vault Enterprise or HCP Vault server",
+		s.addr, h.Version, s.namespace))
+}
+
+// hasNamespaces reports whether a sys/health answer comes from a Vault
+// with namespaces (Enterprise, HCP Vault).
+func hasNamespaces(h *api.HealthResponse) bool {
+	return h.Enterprise || strings.Contains(h.Version, "+ent")
+}
+
 func (s *Store) inNamespace() string {
 	if s.namespace == "" {
 		return ""
@@ -265,36 +318,22 @@ func (s *Store) inNamespace() string {
 	return " in namespace " + s.namespace
 }
 
-// raw sends one request with the current token. body is sent as JSON.
-func (s *Store) raw(ctx context.Context, o op, params url.Values, body any) (*api.Response, error) {
-	r := s.client.NewRequest(o.method, "/v1/"+o.path)
-	if params != nil {
-		r.Params = params
-	}
-	if body != nil {
-		if err := r.SetJSONBody(body); err != nil {
-			return nil, err
-		}
-	}
-	return s.client.RawRequestWithContext(ctx, r)
-}
-
-// call sends a request; when Vault says the token is invalid and the auth
-// method can log in, it logs in again and retries once.
-func (s *Store) call(ctx context.Context, o op, params url.Values, body any) (*api.Response, error) {
-	resp, err := s.raw(ctx, o, params, body)
+// withToken runs fn, which sends one request with the current token.
+// When Vault says the token is invalid and the auth method can log in,
+// it logs in again and runs fn once more.
+func (s *Store) withToken(ctx context.Context, fn func() error) error {
+	err := fn()
 	if err == nil || !s.auth.canLogin() {
-		return resp, err
+		return err
 	}
 	if !isInvalidToken(err) && !s.tokenLooksDead(ctx, err) {
-		return resp, err
+		return err
 	}
-	closeBody(resp)
 	s.log.Info("vault: token no longer valid; logging in again", "auth", s.auth.kind)
 	if lerr := s.login(ctx); lerr != nil {
-		return nil, lerr
+		return lerr
 	}
-	return s.raw(ctx, o, params, body)
+	return fn()
 }
 
 // tokenLooksDead handles Vaults that answer a dead token with a bare
@@ -304,8 +343,7 @@ func (s *Store) tokenLooksDead(ctx context.Context, err error) bool {
 	if !ok || re.StatusCode != 403 {
 		return false
 	}
-	resp, lerr := s.raw(ctx, op{http.MethodGet, "auth/token/lookup-self", "read"}, nil, nil)
-	closeBody(resp)
+	_, lerr := s.client.Auth().Token().LookupSelfWithContext(ctx)
 	re2, ok := responseError(lerr)
 	return ok && re2.StatusCode == 403
 }
@@ -318,9 +356,17 @@ func closeBody(resp *api.Response) {
 
 // read GETs a path and parses Vault's JSON answer. A 404 is found=false
 // and no error; the returned secret then holds what Vault said anyway
-// (a deleted KV version's metadata).
+// (a deleted KV version's metadata). It reads the raw answer because the
+// parsed reads of the client library (Logical().Read, the KVv2 helpers)
+// turn a 404 "no handler for route" (no such mount) into "not found".
 func (s *Store) read(ctx context.Context, o op, params url.Values) (*api.Secret, bool, error) {
-	resp, err := s.call(ctx, o, params, nil)
+	var resp *api.Response
+	err := s.withToken(ctx, func() error {
+		closeBody(resp)
+		var err error
+		resp, err = s.client.Logical().ReadRawWithDataWithContext(ctx, o.path, params)
+		return err
+	})
 	defer closeBody(resp)
 	if err != nil {
 		if re, ok := responseError(err); ok && re.StatusCode == 404 && !hasError(re, "no handler for route") {
@@ -339,19 +385,16 @@ func (s *Store) read(ctx context.Context, o op, params url.Values) (*api.Secret,
 	return sec, true, nil
 }
 
-// write sends body and parses the answer (nil for 204).
-func (s *Store) write(ctx context.Context, o op, body any) (*api.Secret, error) {
-	resp, err := s.call(ctx, o, nil, body)
-	defer closeBody(resp)
+// write sends body and returns Vault's parsed answer (nil for 204).
+func (s *Store) write(ctx context.Context, o op, body map[string]any) (*api.Secret, error) {
+	var sec *api.Secret
+	err := s.withToken(ctx, func() error {
+		var err error
+		sec, err = s.client.Logical().WriteWithContext(ctx, o.path, body)
+		return err
+	})
 	if err != nil {
 		return nil, s.classify(ctx, o, s.explainDenied(ctx, err))
-	}
-	if resp.StatusCode == http.StatusNoContent {
-		return nil, nil
-	}
-	sec, err := api.ParseSecret(resp.Body)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("vault %s %s: parse response: %w", o.method, s.where(o.path), err)
 	}
 	return sec, nil
 }

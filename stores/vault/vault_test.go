@@ -2,15 +2,18 @@ package vault
 
 import (
 	"context"
+	"encoding/base64"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rotator/rotator/internal/vaulttest"
+	"github.com/rotator/rotator/internal/vaultdev"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
 	"github.com/rotator/rotator/stores/storetest"
@@ -25,6 +28,14 @@ func TestConformance(t *testing.T) {
 		},
 		Stages: false,
 	})
+}
+
+func TestConformanceShared(t *testing.T) {
+	tg := newTarget(t)
+	s := tg.store(t)
+	storetest.Run(t, storetest.Shared(func(t *testing.T) (rotation.DocStore, string) {
+		return s, tg.path(t)
+	}))
 }
 
 func publish(t *testing.T, s *Store, p string, v rotation.Version) {
@@ -164,11 +175,11 @@ func TestPermissionDenied(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t)
 	p := tg.path(t)
-	tok := tg.tokenWithPolicy(t, map[string][]string{
+	tok := tg.newToken(t, tokenOptions{rules: map[string][]string{
 		tg.mount + "/data/rotator-test/*":     {"read"},
 		tg.mount + "/metadata/rotator-test/*": {"read"},
-	}, time.Hour, true)
-	s := tg.storeWith(t, Config{Spec: tg.spec(t, policy.VaultAuthSpec{Token: &policy.VaultTokenAuth{Token: tokenRef(t, tok)}})})
+	}, ttl: time.Hour, renewable: true})
+	s := tg.storeWith(t, Config{Spec: tg.tokenSpec(t, tok)})
 	v1 := storetest.Version(t, 1, storetest.RunID())
 	err := s.Publish(t.Context(), rotation.PublishRequest{Path: p, Version: v1})
 	require.ErrorIs(t, err, ErrPermissionDenied)
@@ -226,7 +237,7 @@ func TestTokenFromEnv(t *testing.T) {
 }
 
 func TestNoTokenAnywhere(t *testing.T) {
-	tg := testServer(t)
+	tg := newTarget(t)
 	t.Setenv("VAULT_TOKEN", "")
 	t.Setenv("HOME", t.TempDir())
 	_, err := New(t.Context(), Config{Spec: &policy.VaultSpec{Address: tg.addr, Mount: tg.mount}})
@@ -236,49 +247,58 @@ func TestNoTokenAnywhere(t *testing.T) {
 
 func TestTokenFileMissing(t *testing.T) {
 	t.Parallel()
-	tg := testServer(t)
+	tg := newTarget(t)
 	spec := tg.spec(t, policy.VaultAuthSpec{Token: &policy.VaultTokenAuth{Token: policy.Ref{File: "/nonexistent/rotator-token"}}})
 	_, err := New(t.Context(), Config{Spec: spec})
 	require.ErrorContains(t, err, "auth.token.token: read secret file: open /nonexistent/rotator-token")
 }
 
-// --- tests that control the server ---
-
-func TestSealed_TestServer(t *testing.T) {
+// Sealing (vault operator seal) and unsealing with the dev server's key.
+func TestSealed(t *testing.T) {
 	t.Parallel()
-	tg := testServer(t)
-	tg.srv.Seal()
+	tg := devServer(t)
+	tg.dev.Seal(t)
 	_, err := New(t.Context(), Config{Spec: tg.spec(t, policy.VaultAuthSpec{})})
 	require.ErrorIs(t, err, ErrSealed)
 	require.Contains(t, err.Error(), "vault at "+tg.addr+" is sealed")
 	require.False(t, rotation.IsPermanent(err), "unsealing fixes it: retry")
 
-	tg.srv.Unseal()
+	tg.dev.Unseal(t)
 	s, p := tg.store(t), tg.path(t)
-	tg.srv.Seal()
-	err = s.Publish(t.Context(), rotation.PublishRequest{Path: p, Version: storetest.Version(t, 1, storetest.RunID())})
+	v := storetest.Version(t, 1, storetest.RunID())
+	tg.dev.Seal(t)
+	err = s.Publish(t.Context(), rotation.PublishRequest{Path: p, Version: v})
 	require.ErrorIs(t, err, ErrSealed)
-	tg.srv.Unseal()
-	publish(t, s, p, storetest.Version(t, 1, storetest.RunID()))
+	require.False(t, rotation.IsPermanent(err))
+	tg.dev.Unseal(t)
+	publish(t, s, p, v)
 }
 
-func TestUnreachable_TestServer(t *testing.T) {
+// An outage: a fault proxy in front of the server goes down and comes
+// back.
+func TestUnreachable(t *testing.T) {
 	t.Parallel()
-	tg := testServer(t)
-	s, p := tg.store(t), tg.path(t)
-	tg.srv.SetUnreachable(true)
+	tg := newTarget(t)
+	proxy := vaultdev.NewProxy(t, tg.addr)
+	viaProxy := *tg
+	viaProxy.addr = proxy.Addr
+	s, p := viaProxy.store(t), tg.path(t)
+	proxy.SetDown(true)
 	v := storetest.Version(t, 1, storetest.RunID())
 	err := s.Publish(t.Context(), rotation.PublishRequest{Path: p, Version: v})
 	require.ErrorIs(t, err, ErrUnreachable)
 	require.False(t, rotation.IsPermanent(err))
-	require.Contains(t, err.Error(), "vault at "+tg.addr+" is unreachable")
+	require.Contains(t, err.Error(), "vault at "+proxy.Addr+" is unreachable")
 	require.Contains(t, err.Error(), "check the address (stores[].vault.address or VAULT_ADDR)")
 
-	_, err = New(t.Context(), Config{Spec: tg.spec(t, policy.VaultAuthSpec{})})
+	_, err = New(t.Context(), Config{Spec: viaProxy.spec(t, policy.VaultAuthSpec{})})
 	require.ErrorIs(t, err, ErrUnreachable)
 
-	tg.srv.SetUnreachable(false)
+	proxy.SetDown(false)
 	publish(t, s, p, v)
+	cur, data, _ := tg.kvRead(t, p, 0)
+	require.Equal(t, 1, cur)
+	require.Equal(t, v.RunID, data[rotation.DataRunID])
 }
 
 func TestNoAddress(t *testing.T) {
@@ -287,16 +307,18 @@ func TestNoAddress(t *testing.T) {
 	require.ErrorContains(t, err, "no address: set stores[].vault.address or VAULT_ADDR")
 }
 
-func TestExpiredToken_TestServer(t *testing.T) {
+// A static token that expires: Vault forgets it, and the store says the
+// token is expired or revoked, at a publish and at start-up.
+func TestExpiredToken(t *testing.T) {
 	t.Parallel()
-	tg := testServer(t)
-	tok := tg.srv.CreateToken(vaulttest.TokenOptions{Policies: []string{"root-like"}, TTL: time.Hour, Renewable: true})
-	tg.srv.SetPolicy("root-like", map[string][]string{"secret/*": {"create", "read", "update", "delete", "list"}})
-	s := tg.storeWith(t, Config{Spec: tg.spec(t, policy.VaultAuthSpec{Token: &policy.VaultTokenAuth{Token: tokenRef(t, tok)}})})
+	tg := newTarget(t)
+	tok := tg.newToken(t, tokenOptions{rules: tg.kvRules(), ttl: 3 * time.Second})
+	s := tg.storeWith(t, Config{Spec: tg.tokenSpec(t, tok)})
 	p := tg.path(t)
 	publish(t, s, p, storetest.Version(t, 1, storetest.RunID()))
 
-	tg.srv.ExpireToken(tok)
+	require.Eventually(t, func() bool { _, ok := tg.tokenAlive(t, tok); return !ok }, 30*time.Second, 100*time.Millisecond,
+		"vault expires the token after its TTL")
 	err := s.Publish(t.Context(), rotation.PublishRequest{Path: p, Version: storetest.Version(t, 2, storetest.RunID())})
 	require.ErrorIs(t, err, ErrTokenInvalid)
 	require.True(t, rotation.IsPermanent(err))
@@ -304,157 +326,315 @@ func TestExpiredToken_TestServer(t *testing.T) {
 	require.NotContains(t, err.Error(), tok)
 
 	// At start-up too.
-	_, err = New(t.Context(), Config{Spec: tg.spec(t, policy.VaultAuthSpec{Token: &policy.VaultTokenAuth{Token: tokenRef(t, tok)}})})
+	_, err = New(t.Context(), Config{Spec: tg.tokenSpec(t, tok)})
 	require.ErrorIs(t, err, ErrTokenInvalid)
 	require.Contains(t, err.Error(), "vault token expired or revoked")
 }
 
-func TestRevokedToken_TestServer(t *testing.T) {
+func TestRevokedToken(t *testing.T) {
 	t.Parallel()
-	tg := testServer(t)
-	tok := tg.srv.CreateToken(vaulttest.TokenOptions{Policies: []string{"kv"}})
-	tg.srv.SetPolicy("kv", map[string][]string{"secret/*": {"create", "read", "update"}})
-	s := tg.storeWith(t, Config{Spec: tg.spec(t, policy.VaultAuthSpec{Token: &policy.VaultTokenAuth{Token: tokenRef(t, tok)}})})
-	tg.srv.RevokeToken(tok)
+	tg := newTarget(t)
+	tok := tg.newToken(t, tokenOptions{rules: tg.kvRules()})
+	s := tg.storeWith(t, Config{Spec: tg.tokenSpec(t, tok)})
+	require.NoError(t, tg.client(t).Auth().Token().RevokeOrphan(tok))
 	_, err := s.Describe(t.Context(), rotation.DescribeRequest{Path: tg.path(t)})
 	require.ErrorIs(t, err, ErrTokenInvalid)
 	require.Contains(t, err.Error(), "vault token expired or revoked")
+	require.NotContains(t, err.Error(), tok)
 }
 
-func TestTokenRenewal_TestServer(t *testing.T) {
+// A renewable token with a short TTL outlives it: the store renews it in
+// the background.
+func TestTokenRenewal(t *testing.T) {
 	t.Parallel()
-	tg := testServer(t)
-	tg.srv.SetPolicy("kv", map[string][]string{"secret/*": {"create", "read", "update"}})
-	tok := tg.srv.CreateToken(vaulttest.TokenOptions{Policies: []string{"kv"}, TTL: 2 * time.Second, Renewable: true})
-	s := tg.storeWith(t, Config{Spec: tg.spec(t, policy.VaultAuthSpec{Token: &policy.VaultTokenAuth{Token: tokenRef(t, tok)}})})
-	time.Sleep(3 * time.Second) // past the original TTL
-	ttl, ok := tg.srv.TokenTTL(tok)
-	require.True(t, ok, "the token was renewed in the background before it expired")
-	require.Greater(t, ttl, time.Duration(0))
-	require.GreaterOrEqual(t, tg.srv.Renewals(), 2)
+	tg := newTarget(t)
+	tok := tg.newToken(t, tokenOptions{rules: tg.kvRules(), ttl: 3 * time.Second, renewable: true})
+	created := time.Now()
+	var l logs
+	s := tg.storeWith(t, Config{Spec: tg.tokenSpec(t, tok), Logger: l.logger()})
+	require.Eventually(t, func() bool { return l.count("vault: token renewed") >= 2 && time.Since(created) > 4*time.Second },
+		30*time.Second, 100*time.Millisecond, "the token is renewed in the background:\n%s", &l)
+	// Alive more than 4 s after it was made with a 3 s TTL: only renewal
+	// explains it. (Its remaining TTL is whole seconds and may read 0s
+	// just before the next renewal, so it is not asserted.)
+	_, ok := tg.tokenAlive(t, tok)
+	require.True(t, ok, "the token outlived its first TTL")
 	publish(t, s, tg.path(t), storetest.Version(t, 1, storetest.RunID()))
+	require.NotContains(t, l.String(), tok)
 }
 
-func appRoleSpec(t *testing.T, tg *target, roleID, secretID string) *policy.VaultSpec {
+// A renewable token whose max TTL is near: renewal cannot keep it, the
+// store says so (and that a renewable token or a login method fixes it).
+func TestTokenMaxTTL(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t)
+	tok := tg.newToken(t, tokenOptions{rules: tg.kvRules(), ttl: 2 * time.Second, maxTTL: 3 * time.Second, renewable: true})
+	var l logs
+	tg.storeWith(t, Config{Spec: tg.tokenSpec(t, tok), Logger: l.logger()})
+	require.Eventually(t, func() bool {
+		return l.count("vault: token can no longer be renewed (max TTL reached or renewal refused); give rotator a renewable token without a short max TTL, or use approle or kubernetes auth") == 1
+	},
+		30*time.Second, 100*time.Millisecond, "%s", &l)
+}
+
+// approle enables AppRole at a fresh mount with a role whose tokens get
+// the test mount's rules, and returns the mount, role_id and a secret_id.
+func (tg *target) approle(t *testing.T, role map[string]any) (mount, roleID, secretID string) {
+	t.Helper()
+	mount = tg.enableAuth(t, "approle")
+	c := tg.client(t)
+	body := map[string]any{"token_policies": tg.writePolicy(t, tg.kvRules())}
+	for k, v := range role {
+		body[k] = v
+	}
+	_, err := c.Logical().Write("auth/"+mount+"/role/rotator", body)
+	require.NoError(t, err)
+	sec, err := c.Logical().Read("auth/" + mount + "/role/rotator/role-id")
+	require.NoError(t, err)
+	roleID = sec.Data["role_id"].(string)
+	sec, err = c.Logical().Write("auth/"+mount+"/role/rotator/secret-id", nil)
+	require.NoError(t, err)
+	return mount, roleID, sec.Data["secret_id"].(string)
+}
+
+func appRoleSpec(t *testing.T, tg *target, mount, roleID, secretID string) *policy.VaultSpec {
 	return tg.spec(t, policy.VaultAuthSpec{AppRole: &policy.VaultAppRoleAuth{
-		RoleID: tokenRef(t, roleID), SecretID: tokenRef(t, secretID)}})
+		Mount: mount, RoleID: tokenRef(t, roleID), SecretID: tokenRef(t, secretID)}})
 }
 
-func TestAppRoleLogin_TestServer(t *testing.T) {
+func TestAppRoleLogin(t *testing.T) {
 	t.Parallel()
-	tg := testServer(t)
-	tg.srv.SetPolicy("kv", map[string][]string{"secret/*": {"create", "read", "update"}})
-	roleID, secretID := tg.srv.AddAppRole("rotator", vaulttest.AppRoleOptions{Token: vaulttest.TokenOptions{Policies: []string{"kv"}, TTL: time.Hour, Renewable: true}})
-	s := tg.storeWith(t, Config{Spec: appRoleSpec(t, tg, roleID, secretID)})
-	p := tg.path(t)
-	publish(t, s, p, storetest.Version(t, 1, storetest.RunID()))
-	require.Equal(t, 1, tg.srv.Logins())
+	tg := newTarget(t)
+	mount, roleID, secretID := tg.approle(t, map[string]any{"token_ttl": "1h"})
+	var l logs
+	s := tg.storeWith(t, Config{Spec: appRoleSpec(t, tg, mount, roleID, secretID), Logger: l.logger()})
+	publish(t, s, tg.path(t), storetest.Version(t, 1, storetest.RunID()))
+	require.Equal(t, 1, l.count("vault: logged in"))
+	require.NotContains(t, l.String(), secretID)
+	require.NotContains(t, l.String(), s.client.Token())
 }
 
-func TestAppRoleBadSecretID_TestServer(t *testing.T) {
+func TestAppRoleBadSecretID(t *testing.T) {
 	t.Parallel()
-	tg := testServer(t)
-	roleID, _ := tg.srv.AddAppRole("rotator", vaulttest.AppRoleOptions{})
-	_, err := New(t.Context(), Config{Spec: appRoleSpec(t, tg, roleID, "wrong-secret-id")})
+	tg := newTarget(t)
+	mount, roleID, _ := tg.approle(t, nil)
+	_, err := New(t.Context(), Config{Spec: appRoleSpec(t, tg, mount, roleID, "wrong-secret-id")})
 	require.ErrorIs(t, err, ErrLogin)
 	require.True(t, rotation.IsPermanent(err))
-	require.Contains(t, err.Error(), "vault approle login at auth/approle/login refused (status 400): invalid role or secret ID")
+	require.Contains(t, err.Error(), "vault approle login at auth/"+mount+"/login refused (status 400): invalid role or secret ID")
 	require.NotContains(t, err.Error(), "wrong-secret-id")
 }
 
-func TestAppRoleReloginAfterExpiry_TestServer(t *testing.T) {
+// A role_id that is only blanks is a configuration error, not a retry:
+// Vault would answer 500 "failed to determine alias name".
+func TestAppRoleBlankRoleID(t *testing.T) {
 	t.Parallel()
-	tg := testServer(t)
-	tg.srv.SetPolicy("kv", map[string][]string{"secret/*": {"create", "read", "update"}})
-	roleID, secretID := tg.srv.AddAppRole("rotator", vaulttest.AppRoleOptions{Token: vaulttest.TokenOptions{Policies: []string{"kv"}, TTL: time.Hour}})
-	s := tg.storeWith(t, Config{Spec: appRoleSpec(t, tg, roleID, secretID)})
+	tg := newTarget(t)
+	mount, _, secretID := tg.approle(t, nil)
+	_, err := New(t.Context(), Config{Spec: appRoleSpec(t, tg, mount, "  ", secretID)})
+	require.ErrorIs(t, err, ErrLogin)
+	require.True(t, rotation.IsPermanent(err), "a missing role_id is not retried")
+	require.Contains(t, err.Error(), "role_id from file ")
+	require.Contains(t, err.Error(), "is blank")
+	require.NotContains(t, err.Error(), secretID)
+}
+
+// A token that Vault no longer knows is replaced by a new login, and the
+// request is retried once.
+func TestAppRoleReloginAfterRevoke(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t)
+	mount, roleID, secretID := tg.approle(t, map[string]any{"token_ttl": "1h"})
+	var l logs
+	s := tg.storeWith(t, Config{Spec: appRoleSpec(t, tg, mount, roleID, secretID), Logger: l.logger()})
 	p := tg.path(t)
 	publish(t, s, p, storetest.Version(t, 1, storetest.RunID()))
 
 	tok := s.client.Token()
-	tg.srv.ExpireToken(tok)
+	require.NoError(t, tg.client(t).Auth().Token().RevokeOrphan(tok))
 	publish(t, s, p, storetest.Version(t, 2, storetest.RunID()))
-	require.Equal(t, 2, tg.srv.Logins(), "an expired AppRole token is replaced by a new login")
+	require.Equal(t, 2, l.count("vault: logged in"), "a revoked AppRole token is replaced by a new login")
 	require.NotEqual(t, tok, s.client.Token())
 }
 
-func TestAppRoleLoginWhenNotRenewable_TestServer(t *testing.T) {
+// A batch token cannot be renewed: the store logs in again before it
+// expires.
+func TestAppRoleLoginWhenNotRenewable(t *testing.T) {
 	t.Parallel()
-	tg := testServer(t)
-	tg.srv.SetPolicy("kv", map[string][]string{"secret/*": {"create", "read", "update"}})
-	roleID, secretID := tg.srv.AddAppRole("rotator", vaulttest.AppRoleOptions{Token: vaulttest.TokenOptions{Policies: []string{"kv"}, TTL: 2 * time.Second}})
-	s := tg.storeWith(t, Config{Spec: appRoleSpec(t, tg, roleID, secretID)})
-	require.Eventually(t, func() bool { return tg.srv.Logins() >= 2 }, 5*time.Second, 50*time.Millisecond,
-		"a non-renewable AppRole token is replaced by a new login in the background")
-	_, ok := tg.srv.TokenTTL(s.client.Token())
-	require.True(t, ok)
+	tg := newTarget(t)
+	mount, roleID, secretID := tg.approle(t, map[string]any{"token_type": "batch", "token_ttl": "3s"})
+	var l logs
+	s := tg.storeWith(t, Config{Spec: appRoleSpec(t, tg, mount, roleID, secretID), Logger: l.logger()})
+	require.Eventually(t, func() bool { return l.count("vault: logged in") >= 2 }, 30*time.Second, 100*time.Millisecond,
+		"a non-renewable AppRole token is replaced by a new login in the background:\n%s", &l)
+	publish(t, s, tg.path(t), storetest.Version(t, 1, storetest.RunID()))
 }
 
-func TestAppRoleMaxTTLLogsInAgain_TestServer(t *testing.T) {
+// Renewal capped by the token's max TTL turns into a new login.
+func TestAppRoleMaxTTLLogsInAgain(t *testing.T) {
 	t.Parallel()
-	tg := testServer(t)
-	tg.srv.SetPolicy("kv", map[string][]string{"secret/*": {"create", "read", "update"}})
-	roleID, secretID := tg.srv.AddAppRole("rotator", vaulttest.AppRoleOptions{Token: vaulttest.TokenOptions{
-		Policies: []string{"kv"}, TTL: 2 * time.Second, MaxTTL: 3 * time.Second, Renewable: true}})
-	tg.storeWith(t, Config{Spec: appRoleSpec(t, tg, roleID, secretID)})
-	require.Eventually(t, func() bool { return tg.srv.Logins() >= 2 }, 6*time.Second, 50*time.Millisecond,
-		"renewal capped by max TTL turns into a new login")
-	require.GreaterOrEqual(t, tg.srv.Renewals(), 1)
+	tg := newTarget(t)
+	mount, roleID, secretID := tg.approle(t, map[string]any{"token_ttl": "2s", "token_max_ttl": "4s"})
+	var l logs
+	s := tg.storeWith(t, Config{Spec: appRoleSpec(t, tg, mount, roleID, secretID), Logger: l.logger()})
+	first := s.client.Token()
+	require.Eventually(t, func() bool { return l.count("vault: logged in") >= 2 }, 30*time.Second, 100*time.Millisecond,
+		"renewal capped by max TTL turns into a new login:\n%s", &l)
+	require.GreaterOrEqual(t, l.count("vault: token renewed"), 1)
+	require.NotEqual(t, first, s.client.Token())
+	publish(t, s, tg.path(t), storetest.Version(t, 1, storetest.RunID()))
 }
 
-func k8sSpec(t *testing.T, tg *target, role, jwt string) *policy.VaultSpec {
+func k8sSpec(t *testing.T, tg *target, mount, role, jwt string) *policy.VaultSpec {
 	f := filepath.Join(t.TempDir(), "sa-token")
 	require.NoError(t, os.WriteFile(f, []byte(jwt), 0o600))
-	return tg.spec(t, policy.VaultAuthSpec{Kubernetes: &policy.VaultKubernetesAuth{Role: role, JWTFile: f}})
+	return tg.spec(t, policy.VaultAuthSpec{Kubernetes: &policy.VaultKubernetesAuth{Mount: mount, Role: role, JWTFile: f}})
 }
 
-func TestKubernetesLogin_TestServer(t *testing.T) {
+// saJWT is a well-formed (unsigned) service-account token for
+// rotator/rotator, so that Vault goes as far as asking the Kubernetes API
+// to review it.
+func saJWT() string {
+	enc := base64.RawURLEncoding.EncodeToString
+	header := enc([]byte(`{"alg":"RS256","kid":"rotator-test"}`))
+	claims := enc([]byte(`{"iss":"kubernetes/serviceaccount","kubernetes.io/serviceaccount/namespace":"rotator",` +
+		`"kubernetes.io/serviceaccount/service-account.name":"rotator","kubernetes.io/serviceaccount/service-account.uid":"0d6e1f5e-0000-4000-8000-000000000000",` +
+		`"sub":"system:serviceaccount:rotator:rotator"}`))
+	return header + "." + claims + "." + enc([]byte("not-a-signature"))
+}
+
+// Kubernetes auth as far as a Vault without a Kubernetes API goes: the
+// login reaches Vault's kubernetes method, which cannot have the token
+// reviewed and refuses it with the same 403 as a bad token; the store says
+// both causes, keeps the JWT out of the message, and stops retrying.
+func TestKubernetesLoginRefused(t *testing.T) {
 	t.Parallel()
-	tg := testServer(t)
-	tg.srv.SetPolicy("kv", map[string][]string{"secret/*": {"create", "read", "update"}})
-	tg.srv.AddKubernetesRole("rotator", vaulttest.KubernetesRole{JWT: "eyJ.sa.jwt", Token: vaulttest.TokenOptions{Policies: []string{"kv"}, TTL: time.Hour}})
-	s := tg.storeWith(t, Config{Spec: k8sSpec(t, tg, "rotator", "eyJ.sa.jwt")})
-	publish(t, s, tg.path(t), storetest.Version(t, 1, storetest.RunID()))
+	tg := newTarget(t)
+	mount := tg.enableAuth(t, "kubernetes")
+	c := tg.client(t)
+	// Nothing listens at port 1: the TokenReview cannot be made.
+	_, err := c.Logical().Write("auth/"+mount+"/config", map[string]any{
+		"kubernetes_host": "https://127.0.0.1:1", "disable_local_ca_jwt": true})
+	require.NoError(t, err)
+	_, err = c.Logical().Write("auth/"+mount+"/role/rotator", map[string]any{
+		"bound_service_account_names": "rotator", "bound_service_account_namespaces": "rotator",
+		"token_policies": tg.writePolicy(t, tg.kvRules())})
+	require.NoError(t, err)
 
-	_, err := New(t.Context(), Config{Spec: k8sSpec(t, tg, "rotator", "eyJ.wrong.jwt")})
+	jwt := saJWT()
+	_, err = New(t.Context(), Config{Spec: k8sSpec(t, tg, mount, "rotator", jwt)})
 	require.ErrorIs(t, err, ErrLogin)
-	require.Contains(t, err.Error(), "vault kubernetes login at auth/kubernetes/login refused (status 403): permission denied")
-	require.NotContains(t, err.Error(), "eyJ.wrong.jwt")
+	require.True(t, rotation.IsPermanent(err))
+	require.Contains(t, err.Error(), "vault kubernetes login at auth/"+mount+"/login refused (status 403): permission denied")
+	require.Contains(t, err.Error(), "or Vault cannot reach the Kubernetes API to review it (auth/"+mount+"/config kubernetes_host)")
+	require.NotContains(t, err.Error(), jwt)
 
-	spec := tg.spec(t, policy.VaultAuthSpec{Kubernetes: &policy.VaultKubernetesAuth{Role: "rotator", JWTFile: "/nonexistent/sa-token"}})
+	// A role Vault does not know.
+	_, err = New(t.Context(), Config{Spec: k8sSpec(t, tg, mount, "nope", jwt)})
+	require.ErrorIs(t, err, ErrLogin)
+	require.Contains(t, err.Error(), "refused (status 400)")
+	require.NotContains(t, err.Error(), jwt)
+
+	spec := tg.spec(t, policy.VaultAuthSpec{Kubernetes: &policy.VaultKubernetesAuth{Mount: mount, Role: "rotator", JWTFile: "/nonexistent/sa-token"}})
 	_, err = New(t.Context(), Config{Spec: spec})
 	require.ErrorContains(t, err, "read service-account token /nonexistent/sa-token")
+	require.True(t, rotation.IsPermanent(err))
 }
 
-func TestNamespace_TestServer(t *testing.T) {
-	t.Parallel()
-	tg := testServer(t)
-	tg.srv.EnableKV("team-a", "kv", 2)
+// Open-source Vault ignores X-Vault-Namespace: a configured namespace is
+// refused before anything is read or written, instead of landing in the
+// root namespace.
+func TestNamespaceNeedsEnterprise(t *testing.T) {
+	// Not parallel: a subtest sets VAULT_NAMESPACE.
+	tg := newTarget(t)
+	h, err := tg.client(t).Sys().Health()
+	require.NoError(t, err)
+	if hasNamespaces(h) {
+		t.Fatalf("this test needs a Vault without namespaces; %s is Vault Enterprise %s", tg.addr, h.Version)
+	}
 	spec := tg.spec(t, policy.VaultAuthSpec{})
-	spec.Mount, spec.Namespace = "kv", "team-a"
-	s := tg.storeWith(t, Config{Spec: spec})
-	p := tg.path(t)
-	publish(t, s, p, storetest.Version(t, 1, storetest.RunID()))
-	require.Equal(t, 1, tg.srv.CurrentVersion("team-a", "kv", p))
+	spec.Namespace = "team-a"
+	_, err = New(t.Context(), Config{Spec: spec})
+	require.ErrorIs(t, err, ErrNamespaceUnsupported)
+	require.True(t, rotation.IsPermanent(err))
+	require.Contains(t, err.Error(), "vault at "+tg.addr+" is not Vault Enterprise (version "+h.Version+
+		"): it has no namespaces and would use the root namespace instead of namespace \"team-a\"; remove stores[].vault.namespace")
 
-	spec2 := tg.spec(t, policy.VaultAuthSpec{})
-	spec2.Mount = "kv" // same mount, root namespace: not there
-	_, err := New(t.Context(), Config{Spec: spec2})
+	// VAULT_NAMESPACE is a configured namespace too.
+	t.Run("from env", func(t *testing.T) {
+		t.Setenv("VAULT_NAMESPACE", "team-b")
+		_, err := New(t.Context(), Config{Spec: tg.spec(t, policy.VaultAuthSpec{})})
+		require.ErrorIs(t, err, ErrNamespaceUnsupported)
+	})
+}
+
+func TestHasNamespaces(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		h    api.HealthResponse
+		want bool
+	}{
+		{api.HealthResponse{Version: "1.21.4"}, false},
+		{api.HealthResponse{Version: "1.21.4", Enterprise: false}, false},
+		{api.HealthResponse{Version: "1.21.4+ent", Enterprise: true}, true},
+		{api.HealthResponse{Version: "1.15.2+ent"}, true}, // before the enterprise field (1.16)
+		{api.HealthResponse{Version: "1.17.0+ent.hsm", Enterprise: true}, true},
+	} {
+		require.Equal(t, tc.want, hasNamespaces(&tc.h), "%+v", tc.h)
+	}
+}
+
+// TestNoDataPathOnKV1 shows why the mount check matters: on a KV v1 mount
+// a write to <mount>/data/<path> would create a secret named
+// "data/<path>". The store refuses before writing anything.
+func TestNoDataPathOnKV1(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t)
+	m := tg.enableKV(t, 1)
+	spec := tg.spec(t, policy.VaultAuthSpec{})
+	spec.Mount = m
+	_, err := New(t.Context(), Config{Spec: spec})
+	require.ErrorIs(t, err, ErrNotKVv2)
+	list, err := tg.client(t).Logical().List(m)
+	require.NoError(t, err)
+	require.Nil(t, list, "nothing was written to the KV v1 mount")
+}
+
+// A mount disabled while the store runs is named as such, not taken for a
+// secret that does not exist yet (the client library's parsed reads and
+// KVv2 helpers say "not found" for both; the store reads the raw answer).
+func TestMountRemovedWhileRunning(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t)
+	m := tg.enableKV(t, 2)
+	spec := tg.spec(t, policy.VaultAuthSpec{})
+	spec.Mount = m
+	s := tg.storeWith(t, Config{Spec: spec})
+	require.NoError(t, tg.client(t).Sys().Unmount(m))
+	_, err := s.Describe(t.Context(), rotation.DescribeRequest{Path: "app/db"})
+	require.ErrorIs(t, err, ErrMountNotFound)
+	require.True(t, rotation.IsPermanent(err))
+	err = s.Publish(t.Context(), rotation.PublishRequest{Path: "app/db", Version: storetest.Version(t, 1, storetest.RunID())})
 	require.ErrorIs(t, err, ErrMountNotFound)
 }
 
-// TestNoDataPathOnKV1_TestServer shows why the mount check matters: on a
-// KV v1 mount a write to <mount>/data/<path> would create a secret named
-// "data/<path>". The store refuses before writing anything.
-func TestNoDataPathOnKV1_TestServer(t *testing.T) {
+// Settings others keep in the secret's metadata survive a publish (the
+// store sends custom_metadata alone; KVv2.PutMetadata would reset them).
+func TestPublishKeepsOthersMetadataSettings(t *testing.T) {
 	t.Parallel()
-	tg := testServer(t)
-	tg.srv.EnableKV("", "legacy", 1)
-	spec := tg.spec(t, policy.VaultAuthSpec{})
-	spec.Mount = "legacy"
-	_, err := New(t.Context(), Config{Spec: spec})
-	require.ErrorIs(t, err, ErrNotKVv2)
-	require.Empty(t, tg.srv.KV1("", "legacy"))
+	tg := newTarget(t)
+	s, p := tg.store(t), tg.path(t)
+	_, err := tg.client(t).Logical().Write(tg.mount+"/metadata/"+p, map[string]any{
+		"max_versions": 7, "delete_version_after": "240h", "cas_required": true})
+	require.NoError(t, err)
+	publish(t, s, p, storetest.Version(t, 1, storetest.RunID()))
+	publish(t, s, p, storetest.Version(t, 2, storetest.RunID()))
+	meta, err := tg.client(t).KVv2(tg.mount).GetMetadata(t.Context(), p)
+	require.NoError(t, err)
+	require.Equal(t, 7, meta.MaxVersions)
+	require.Equal(t, 240*time.Hour, meta.DeleteVersionAfter)
+	require.True(t, meta.CASRequired)
+	require.Equal(t, "2", meta.CustomMetadata[MetaVersion])
 }
 
 func TestValidate(t *testing.T) {
@@ -492,7 +672,7 @@ func TestValidate(t *testing.T) {
 
 func TestBadPath(t *testing.T) {
 	t.Parallel()
-	tg := testServer(t)
+	tg := newTarget(t)
 	s := tg.store(t)
 	for _, p := range []string{"", "/", "a/../b", "a//b"} {
 		err := s.Publish(t.Context(), rotation.PublishRequest{Path: p, Version: storetest.Version(t, 1, storetest.RunID())})
@@ -500,16 +680,95 @@ func TestBadPath(t *testing.T) {
 	}
 }
 
-func TestCloseStopsRenewal_TestServer(t *testing.T) {
+func TestCloseRevokesLoginToken(t *testing.T) {
 	t.Parallel()
-	tg := testServer(t)
-	tg.srv.SetPolicy("kv", map[string][]string{"secret/*": {"read"}})
-	roleID, secretID := tg.srv.AddAppRole("rotator", vaulttest.AppRoleOptions{Token: vaulttest.TokenOptions{Policies: []string{"kv"}, TTL: time.Hour, Renewable: true}})
-	s, err := New(context.Background(), Config{Spec: appRoleSpec(t, tg, roleID, secretID)})
+	tg := newTarget(t)
+	mount, roleID, secretID := tg.approle(t, map[string]any{"token_ttl": "1h"})
+	s, err := New(context.Background(), Config{Spec: appRoleSpec(t, tg, mount, roleID, secretID)})
 	require.NoError(t, err)
 	tok := s.client.Token()
+	_, ok := tg.tokenAlive(t, tok)
+	require.True(t, ok)
 	s.Close()
 	s.Close()
-	_, ok := tg.srv.TokenTTL(tok)
+	_, ok = tg.tokenAlive(t, tok)
 	require.False(t, ok, "Close revokes the token the store logged in for")
+}
+
+// TestStalePublishRaceRefusedByCAS: another writer publishes between the
+// store's compare (its expectation holds) and its write. Vault refuses the
+// write (cas on the version compared): ErrConflict, retryable; the retry,
+// as the engine's, compares again and is refused as ErrStoreMoved. The
+// other writer's version stays current.
+func TestStalePublishRaceRefusedByCAS(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t)
+	p := tg.path(t)
+	other := tg.store(t)
+	v1, v2, v3 := storetest.Version(t, 1, storetest.RunID()), storetest.Version(t, 2, storetest.RunID()), storetest.Version(t, 3, storetest.RunID())
+	publish(t, other, p, v1)
+	raced := false
+	s := tg.storeWith(t, Config{Spec: tg.spec(t, policy.VaultAuthSpec{}), beforeWrite: func() {
+		if raced {
+			return
+		}
+		raced = true
+		require.NoError(t, other.Publish(t.Context(), rotation.PublishRequest{Path: p, Version: v2, Expect: &rotation.Expect{RunID: v1.RunID}}))
+	}})
+	req := rotation.PublishRequest{Path: p, Version: v3, Expect: &rotation.Expect{RunID: v1.RunID}}
+	err := s.Publish(t.Context(), req)
+	require.True(t, raced)
+	require.ErrorIs(t, err, ErrConflict, "cas on the compared version refuses the write")
+	err = s.Publish(t.Context(), req)
+	require.ErrorIs(t, err, rotation.ErrStoreMoved, "the retry compares again")
+	require.True(t, rotation.IsPermanent(err))
+	require.ErrorContains(t, err, v1.RunID)
+	require.ErrorContains(t, err, v2.RunID)
+	require.ErrorContains(t, err, "KV version 2")
+	require.NotContains(t, err.Error(), v3.Credential.Secret.Reveal())
+	d, err := s.Describe(t.Context(), rotation.DescribeRequest{Path: p})
+	require.NoError(t, err)
+	require.Equal(t, v2.RunID, d.Current.RunID)
+	require.Equal(t, v1.RunID, d.Previous.RunID)
+}
+
+// TestDiscardDeletesTheDiscardedVersions: a discarding rollback leaves the
+// discarded version and the older copy of the restored one soft-deleted
+// (not readable, not previous for any reader), the rest of the history
+// alone; an interrupted discard (its deletes lost) is finished by the next.
+func TestDiscardDeletesTheDiscardedVersions(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t)
+	p := tg.path(t)
+	s := tg.store(t)
+	v1, v2, v3 := storetest.Version(t, 1, storetest.RunID()), storetest.Version(t, 2, storetest.RunID()), storetest.Version(t, 3, storetest.RunID())
+	for _, v := range []rotation.Version{v1, v2, v3} {
+		publish(t, s, p, v)
+	}
+	require.NoError(t, s.Rollback(t.Context(), rotation.RollbackRequest{Path: p, RunID: v3.RunID, Discard: true}))
+	deleted := func() map[int]bool {
+		sec, err := tg.client(t).Logical().Read(tg.mount + "/metadata/" + p)
+		require.NoError(t, err)
+		out := map[int]bool{}
+		for k, raw := range sec.Data["versions"].(map[string]any) {
+			var n int
+			_, _ = fmt.Sscan(k, &n)
+			out[n] = raw.(map[string]any)["deletion_time"] != ""
+		}
+		return out
+	}
+	require.Equal(t, map[int]bool{1: false, 2: true, 3: true, 4: false}, deleted(), "KV versions 2 (v2's first copy) and 3 (v3, discarded) are deleted")
+	cur, data, _ := tg.kvRead(t, p, 0)
+	require.Equal(t, 4, cur)
+	require.Equal(t, v2.RunID, data[rotation.DataRunID])
+
+	// An interrupted discard: undelete (as if the deletes were lost), then
+	// discard again.
+	_, err := tg.client(t).Logical().Write(tg.mount+"/undelete/"+p, map[string]any{"versions": []int{2, 3}})
+	require.NoError(t, err)
+	require.NoError(t, s.Rollback(t.Context(), rotation.RollbackRequest{Path: p, RunID: v3.RunID, Discard: true}))
+	require.Equal(t, map[int]bool{1: false, 2: true, 3: true, 4: false}, deleted(), "the next discard finishes it")
+	d, err := s.Describe(t.Context(), rotation.DescribeRequest{Path: p})
+	require.NoError(t, err)
+	require.Equal(t, v1.RunID, d.Previous.RunID)
 }

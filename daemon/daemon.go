@@ -1,0 +1,476 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rotator/rotator/announce"
+	"github.com/rotator/rotator/rotation"
+	"github.com/rotator/rotator/schedule"
+	"github.com/rotator/rotator/state"
+)
+
+// Config is what the daemon needs; main builds it from flags.
+type Config struct {
+	DB     *state.DB
+	Engine *rotation.Engine
+	Logger *slog.Logger
+	// Load loads the policies file and builds a generation from it; it is
+	// called at start and on every reload.
+	Load func() (*Generation, error)
+	// PoliciesPath is watched for changes every Watch (0: only SIGHUP).
+	PoliciesPath string
+	Watch        time.Duration
+	// Listen is the address of /healthz, /readyz and /metrics.
+	Listen string
+	// MetricsRefresh is how often the per-secret metrics are read from
+	// the state database (default DefaultMetricsRefresh); scrapes are
+	// served from the last read.
+	MetricsRefresh time.Duration
+	// PerSecretMetrics says whether /metrics exports the series labelled
+	// by secret (default PerSecretAuto); the aggregates are always there.
+	PerSecretMetrics PerSecret
+	// MaxScrapes caps the /metrics requests in flight (default
+	// DefaultMaxScrapes); beyond it /metrics answers 503. /healthz and
+	// /readyz are not counted.
+	MaxScrapes int
+	// IdleTimeout closes an idle keep-alive connection (default
+	// DefaultIdleTimeout).
+	IdleTimeout time.Duration
+	// Tick is the robfig/cron spec of the ticks.
+	Tick string
+	// Shutdown bounds how long running steps may take on SIGTERM.
+	Shutdown time.Duration
+	TickCfg  rotation.TickConfig
+	// Registry receives the daemon's metrics (and should hold the
+	// engine's and the notifier's).
+	Registry *prometheus.Registry
+	// Notifier, when set, is closed (flushed) on shutdown.
+	Notifier interface{ Close(context.Context) error }
+	// Ready is told the address the HTTP server listens on.
+	Ready func(addr string)
+}
+
+// Defaults of the HTTP server. A request must send its headers within
+// ReadHeaderTimeout and its body within ReadTimeout; a response must be
+// written within WriteTimeout.
+const (
+	DefaultMaxScrapes  = 4
+	DefaultIdleTimeout = 60 * time.Second
+	ReadHeaderTimeout  = 5 * time.Second
+	ReadTimeout        = 10 * time.Second
+	WriteTimeout       = 30 * time.Second
+)
+
+// ErrTickSpec wraps a --tick spec that does not parse.
+var ErrTickSpec = errors.New("tick spec")
+
+// Daemon runs ticks on a schedule and serves its HTTP endpoints.
+type Daemon struct {
+	cfg      Config
+	gen      atomic.Pointer[Generation]
+	lastTick atomic.Int64
+	ann      announce.Announcer
+	// ticking makes ticks exclusive: the first tick runs outside the
+	// ticker (at once, on start), and two overlapping ticks would find
+	// each other's secrets busy (every run has a lease holder of its own).
+	// first is that first tick, awaited on shutdown.
+	ticking sync.Mutex
+	first   sync.WaitGroup
+	// checks is the scheduled published-credential check (check.go); set
+	// by Run before the first tick.
+	checks *checkLoop
+	// metrics is the per-secret metrics, read on their own schedule.
+	metrics *metricsCache
+	// wake ticks when the earliest waiting run's wait_until comes
+	// (wake.go); wakes tracks its loop, awaited on shutdown.
+	wake  *waker
+	wakes sync.WaitGroup
+	// gather is what /metrics serves (metrics.go).
+	gather gatherer
+	// page is the status page (SetPage); nil: not served.
+	page       http.Handler
+	pageListen string
+}
+
+// New registers the daemon's metrics and loads the policies (syncing the
+// due times); a bad policies file is an error.
+func New(ctx context.Context, cfg Config) (*Daemon, error) {
+	if cfg.MetricsRefresh <= 0 {
+		cfg.MetricsRefresh = DefaultMetricsRefresh
+	}
+	if cfg.MaxScrapes <= 0 {
+		cfg.MaxScrapes = DefaultMaxScrapes
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	d := &Daemon{cfg: cfg, wake: newWaker()}
+	d.metrics = newMetricsCache(d)
+	d.gather = newGatherer(d)
+	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg.Registry.MustRegister(&collector{d: d})
+	if err := d.reload(ctx); err != nil {
+		return nil, err
+	}
+	// The first scrape already has the per-secret metrics.
+	d.metrics.refresh(ctx)
+	return d, nil
+}
+
+// SetNotifier sets the notifier flushed on shutdown (built after New,
+// from the loaded policies).
+func (d *Daemon) SetNotifier(n interface{ Close(context.Context) error }) { d.cfg.Notifier = n }
+
+// SetPage serves the status page (daemon/statuspage), before Run: on its
+// own address when listen is not empty, else at / of the --listen address
+// beside /healthz, /readyz and /metrics.
+func (d *Daemon) SetPage(h http.Handler, listen string) { d.page, d.pageListen = h, listen }
+
+// Generation is the policies in force.
+func (d *Daemon) Generation() *Generation { return d.gen.Load() }
+
+// Run ticks until ctx ends (SIGTERM), reloading the policies on SIGHUP and
+// when the file changes; then it stops taking work, waits for running steps
+// up to Config.Shutdown, and returns nil.
+func (d *Daemon) Run(ctx context.Context) error {
+	cfg := d.cfg
+	log := cfg.Logger
+	// SIGHUP is taken over before the daemon is reachable: a reload asked
+	// for as soon as /healthz answers must not kill it (SIGHUP's default).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (choose another --listen)", cfg.Listen, err)
+	}
+	// The check loop exists before anything is served: the status page
+	// reads its last reports (kept only when the page is served).
+	d.checks = newCheckLoop(d, cfg.TickCfg.Concurrency, d.page != nil)
+	srv := &http.Server{Handler: d.mux(), ReadHeaderTimeout: ReadHeaderTimeout, ReadTimeout: ReadTimeout,
+		WriteTimeout: WriteTimeout, IdleTimeout: cfg.IdleTimeout}
+	var pageSrv *http.Server
+	if d.page != nil && d.pageListen != "" {
+		pln, err := net.Listen("tcp", d.pageListen)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listen on %s: %w (choose another --status-page-listen)", d.pageListen, err)
+		}
+		pageSrv = &http.Server{Handler: d.page, ReadHeaderTimeout: ReadHeaderTimeout, ReadTimeout: ReadTimeout,
+			WriteTimeout: WriteTimeout, IdleTimeout: cfg.IdleTimeout}
+		go func() { _ = pageSrv.Serve(pln) }()
+		log.Info("status page", "listen", pln.Addr().String())
+		defer func() { _ = pageSrv.Close() }()
+	}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("daemon started", "listen", ln.Addr().String(), "tick", cfg.Tick, "secrets", len(d.gen.Load().File.Secrets))
+	if cfg.Ready != nil {
+		cfg.Ready(ln.Addr().String())
+	}
+
+	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRuns()
+	checkCtx, stopChecks := context.WithCancel(runCtx)
+	defer stopChecks()
+	go d.checks.run(checkCtx)
+	metricsCtx, stopMetrics := context.WithCancel(runCtx)
+	defer stopMetrics()
+	go d.metrics.run(metricsCtx, cfg.MetricsRefresh)
+	ticker, err := schedule.NewTicker(cfg.Tick, log, func(context.Context) { d.tick(runCtx) })
+	if err != nil {
+		_ = srv.Close()
+		stopChecks()
+		<-d.checks.done
+		return fmt.Errorf("%w %q: %w", ErrTickSpec, cfg.Tick, err)
+	}
+	ticker.Start()
+	d.first.Add(1)
+	go func() { // resume interrupted runs and rotate what is due at once
+		defer d.first.Done()
+		d.tick(runCtx)
+	}()
+	wakeCtx, stopWake := context.WithCancel(runCtx)
+	defer stopWake()
+	d.wakes.Add(1)
+	go func() { // continue waiting runs at their wait_until
+		defer d.wakes.Done()
+		for {
+			select {
+			case <-wakeCtx.Done():
+				return
+			case <-d.wake.c:
+				d.tickAfterOthers(wakeCtx)
+			}
+		}
+	}()
+
+	var watchC <-chan time.Time
+	var lastStat os.FileInfo
+	if cfg.Watch > 0 {
+		t := time.NewTicker(cfg.Watch)
+		defer t.Stop()
+		watchC = t.C
+		lastStat, _ = os.Stat(cfg.PoliciesPath)
+	}
+	for {
+		select {
+		case <-hup:
+			d.reloadLogged(runCtx, "SIGHUP")
+		case <-watchC:
+			st, err := os.Stat(cfg.PoliciesPath)
+			if err == nil && (lastStat == nil || !st.ModTime().Equal(lastStat.ModTime()) || st.Size() != lastStat.Size()) {
+				lastStat = st
+				d.reloadLogged(runCtx, "file changed")
+			}
+		case <-ctx.Done():
+			log.Info("stopping: no new work; waiting for running steps", "timeout", cfg.Shutdown.String())
+			stopChecks() // read-only: nothing to finish
+			<-d.checks.done
+			stopMetrics()
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown)
+			d.wake.stop()
+			stopWake() // a wake tick in progress finishes like a cron tick
+			stopErr := ticker.Stop(sctx)
+			if stopErr == nil {
+				stopErr = waitGroup(sctx, &d.first)
+			}
+			if stopErr == nil {
+				stopErr = waitGroup(sctx, &d.wakes)
+			}
+			if stopErr != nil {
+				log.Warn("steps still running at the deadline; interrupting them (they resume on the next start)")
+				cancelRuns()
+				_ = ticker.Stop(context.Background())
+				d.first.Wait()
+				d.wakes.Wait()
+			}
+			_ = srv.Shutdown(sctx)
+			if cfg.Notifier != nil {
+				_ = cfg.Notifier.Close(sctx)
+			}
+			cancel()
+			if g := d.gen.Load(); g != nil {
+				g.Close()
+			}
+			log.Info("daemon stopped")
+			return nil
+		}
+	}
+}
+
+func (d *Daemon) reloadLogged(ctx context.Context, why string) {
+	if err := d.reload(ctx); err != nil {
+		d.cfg.Logger.Error("policies not reloaded; the old ones stay in force", "reason", why, "err", err.Error())
+		return
+	}
+	d.cfg.Logger.Info("policies reloaded", "reason", why, "secrets", len(d.gen.Load().File.Secrets))
+}
+
+// ReloadGCPercent is the garbage collector's target (GOGC) while the
+// daemon loads policies, syncs their due times and still holds the
+// generation they replace. A reload holds two generations and the loader's
+// garbage; with the default GOGC of 100 the heap may grow to twice what is
+// live, which at 100,000 secrets was most of the reload's peak RSS.
+// Collecting more often for the duration of a (re)load (seconds; tens of
+// seconds at 100,000 secrets on a busy machine) bounds that peak; the setting in force (GOGC) is restored once the old generation is
+// closed. A process run with GOGC=off (governed by GOMEMLIMIT) or a lower
+// GOGC is left as it is.
+const ReloadGCPercent = 25
+
+// reloadGC holds GOGC at ReloadGCPercent while any reload (of any daemon
+// in the process: the setting is the process's) is in progress.
+var reloadGC gcHold
+
+// gcHold lowers GOGC while it is held at least once.
+type gcHold struct {
+	mu   sync.Mutex
+	n    int
+	prev int
+	set  bool
+}
+
+func (h *gcHold) acquire() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.n == 0 {
+		prev := debug.SetGCPercent(ReloadGCPercent)
+		h.prev, h.set = prev, prev > ReloadGCPercent
+		if !h.set {
+			debug.SetGCPercent(prev) // off, or already lower: left as it is
+		}
+	}
+	h.n++
+}
+
+func (h *gcHold) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n--
+	if h.n == 0 && h.set {
+		debug.SetGCPercent(h.prev)
+		h.set = false
+	}
+}
+
+// reload loads the policies, builds a new generation and records the due
+// times; the previous generation is closed once nothing uses it. Memory:
+// the heap the idle daemon kept (up to twice the live heap at GOGC 100) is
+// returned to the OS first, and the load runs at ReloadGCPercent until the
+// old generation is closed and its memory returned too.
+func (d *Daemon) reload(ctx context.Context) error {
+	reloadGC.acquire()
+	debug.FreeOSMemory()
+	g, err := d.cfg.Load()
+	if err != nil {
+		reloadGC.release()
+		return err
+	}
+	if err := g.Sync(ctx, d.cfg.DB, time.Now()); err != nil {
+		g.Close()
+		reloadGC.release()
+		return err
+	}
+	old := d.gen.Swap(g)
+	if m := d.cfg.Engine.Metrics; m != nil {
+		m.SetPerSecret(d.perSecret(g))
+	}
+	// Loading a large policies file allocates far more than it keeps
+	// (100,000 secrets: ~1.2 GiB allocated, ~50 MiB kept): the rest, and
+	// the old generation once its ticks and checks are over (the check
+	// loop and the metrics refer to generations weakly), go back to the
+	// OS rather than idling at the load's peak.
+	done := func() {
+		debug.FreeOSMemory()
+		reloadGC.release()
+	}
+	if old != nil {
+		go func() {
+			old.users.Wait()
+			old.Close()
+			done()
+		}()
+	} else {
+		done()
+	}
+	if d.checks != nil {
+		d.checks.poke()
+	}
+	d.metrics.poke()
+	return nil
+}
+
+// waitGroup waits for wg, or for ctx to end.
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (d *Daemon) tick(ctx context.Context) {
+	if !d.ticking.TryLock() {
+		d.cfg.Logger.Warn("tick skipped: the previous tick is still running")
+		return
+	}
+	defer d.ticking.Unlock()
+	d.tickLocked(ctx)
+}
+
+// tickAfterOthers is a wake-up's tick: it waits for a tick in progress
+// instead of being skipped, since that tick may have looked before the
+// wake-up's wait_until.
+func (d *Daemon) tickAfterOthers(ctx context.Context) {
+	d.ticking.Lock()
+	defer d.ticking.Unlock()
+	if ctx.Err() != nil {
+		return
+	}
+	d.tickLocked(ctx)
+}
+
+func (d *Daemon) tickLocked(ctx context.Context) {
+	log := d.cfg.Logger
+	// Whatever the tick does, the next waiting run is woken at its
+	// wait_until (runs of other processes too).
+	defer d.armWake(ctx)
+	g := d.gen.Load()
+	g.users.Add(1)
+	defer g.users.Done()
+	// The tick's targets are built as it asks for them and freed when its
+	// runs have returned (deferred before users.Done: the generation is
+	// closed only after).
+	lookup, release := g.Lookup()
+	defer release()
+	rep, err := d.cfg.Engine.Tick(ctx, lookup, d.cfg.TickCfg)
+	d.lastTick.Store(time.Now().Unix())
+	if err != nil && ctx.Err() == nil {
+		log.Error("tick failed", "err", err.Error())
+		return
+	}
+	if rep.Due > 0 {
+		log.Info("tick", "due", rep.Due, "succeeded", rep.Succeeded, "failed", rep.Failed, "waiting", rep.Waiting,
+			"held", rep.Held, "busy", rep.Busy, "not_due", rep.NotDue, "errors", rep.Errors)
+	}
+	for _, e := range rep.Errs {
+		log.Error("run could not advance", "err", e.Error())
+	}
+	if d.checks != nil {
+		d.checks.afterTick(rep)
+	}
+	if len(rep.Results) > 0 {
+		// Runs changed the state: the metrics read it again (coalesced).
+		d.metrics.poke()
+	}
+	if emit := d.cfg.Engine.Events; emit != nil {
+		if err := d.ann.Announce(ctx, d.cfg.DB, g, emit, time.Now()); err != nil {
+			log.Warn("could not scan for overdue secrets", "err", err.Error())
+		}
+	}
+}
+
+func (d *Daemon) mux() *http.ServeMux {
+	m := http.NewServeMux()
+	m.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = fmt.Fprintln(w, "ok")
+	})
+	m.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if d.gen.Load() == nil {
+			http.Error(w, "policies not loaded", http.StatusServiceUnavailable)
+			return
+		}
+		if err := d.cfg.DB.Ping(ctx); err != nil {
+			http.Error(w, "state database unreachable: "+d.cfg.DB.Where(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = fmt.Fprintln(w, "ready")
+	})
+	// /metrics reads memory only (metrics.go); the cap keeps a flood of
+	// scrapes from holding goroutines and CPU. Probes are not capped.
+	m.Handle("/metrics", promhttp.HandlerFor(d.gather, promhttp.HandlerOpts{MaxRequestsInFlight: d.cfg.MaxScrapes}))
+	if d.page != nil && d.pageListen == "" {
+		m.Handle("/", d.page)
+	}
+	return m
+}

@@ -1,0 +1,13 @@
+-- What `rotator init` needs beyond grants.sql, for the time it runs:
+-- SET DEFAULT ROLE ... FOR another user requires UPDATE on the mysql
+-- database (MariaDB checks it at database level). That is the power to
+-- edit the grant tables, so give it for init only and take it back:
+--
+--   mariadb -u root < deploy/mysql/init-grants.sql
+--   rotator init --secret db/mariadb
+--   mariadb -u root -e "REVOKE UPDATE ON mysql.* FROM 'rotator_admin'@'%'"
+--
+-- Or let an administrator run init's SET DEFAULT ROLE statements
+-- (`rotator init` names them when it may not) and run init again: a
+-- default role that is set already is not set again.
+GRANT UPDATE ON mysql.* TO 'rotator_admin'@'%';

@@ -1,0 +1,76 @@
+package policy
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// FuzzLoad: whatever the policies file holds, the loader returns a valid
+// File or an ErrorList of positioned errors; it never panics and never
+// decodes more than Budget(len(data)) nodes. `make fuzz-short` runs it for a while;
+// `go test` runs the seeds.
+func FuzzLoad(f *testing.F) {
+	seeds, err := filepath.Glob("testdata/*/*.yaml")
+	require.NoError(f, err)
+	seeds = append(seeds, rootPath,
+		"../deploy/kubernetes/base/policies.yaml", "../deploy/kubernetes/overlays/prod/policies.yaml")
+	for _, p := range seeds {
+		data, err := os.ReadFile(p)
+		require.NoError(f, err)
+		f.Add(data)
+	}
+	f.Add([]byte(base))
+	f.Add([]byte(laughs(4)))
+	f.Add([]byte(laughs(60)))
+	f.Add([]byte("defaults:\n  retry: &r {attempts: 5}\nclasses:\n  database: {retry: *r}\n" + base))
+	f.Add([]byte("stores:\n  - name: a\n\tfiles: {dir: out}\n"))
+	f.Add([]byte("stores:\n  - name: l\xffcal\n"))
+
+	const name = "policies.yaml"
+	f.Fuzz(func(t *testing.T, data []byte) {
+		// The streamed loader (stream.go) takes a file only when the whole
+		// loader gives the same File.
+		if sf, snodes, serr := parseStreamed(name, "/fuzz", data, nil); serr == nil {
+			require.LessOrEqual(t, snodes, Budget(len(data))+1)
+			wf, _, werr := parseWhole(name, "/fuzz", data)
+			require.NoError(t, werr, "the streamed loader took a file the whole loader refuses")
+			require.True(t, sameFile(wf, sf), "the streamed loader's File differs")
+			// A reload of the same text reusing that File (FuzzLoadReuse
+			// edits it) gives the same File.
+			rf, _, rerr := parseStreamed(name, "/fuzz", data, sf)
+			require.NoError(t, rerr)
+			require.True(t, reflect.DeepEqual(sf, rf), "the File reloaded reusing the previous one differs")
+			require.Equal(t, len(sf.Secrets), shared(sf, rf), "every piece is reused")
+		}
+		file, nodes, err := parse(name, data, nil)
+		require.LessOrEqual(t, nodes, Budget(len(data))+1, "the decoder stops at the budget")
+		if err != nil {
+			require.Nil(t, file)
+			var list ErrorList
+			require.ErrorAs(t, err, &list)
+			require.NotEmpty(t, list)
+			for _, e := range list {
+				require.Equal(t, name, e.Pos.File, "every error names the file: %v", e)
+				require.GreaterOrEqual(t, e.Pos.Line, 0)
+				require.GreaterOrEqual(t, e.Pos.Column, 0)
+				require.NotEmpty(t, e.Msg)
+			}
+			return
+		}
+		require.NotNil(t, file)
+		require.NotEmpty(t, file.Secrets)
+		for _, s := range file.Secrets {
+			require.NotEmpty(t, s.ID)
+			require.NotEmpty(t, s.Publish)
+			st := file.Settings(s)
+			if st.Cron == "" {
+				require.GreaterOrEqual(t, st.Interval, MinInterval, "settings of %s", s.ID)
+			}
+			require.True(t, st.Window == nil || st.Window.TimeZone != "", "settings of %s", s.ID)
+		}
+	})
+}

@@ -1,0 +1,377 @@
+package policy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// A large policies file is loaded in pieces, so that the whole node tree
+// (and the position of every field) is never alive at once: about 3 KB of
+// tree and 2 KB of positions per secret, 0.9 GB at the peak for 100,000
+// secrets, against 47 MB for the decoded File (docs/performance.md).
+//
+// The streamed loader finds the top-level block list `secrets:` in the
+// text, decodes everything else (the header) once, and then the list
+// streamChunk items at a time: each piece is parsed on its own (its
+// lines numbered as in the file), decoded, and validated together with
+// the header as a file of its own. What only the whole list can tell is
+// checked across pieces: duplicate ids and publish entries that write to
+// one place (any two entries with one target give up, also two secrets
+// that own different fields of one shared document: the whole loader
+// tells those apart). It is a fast path and nothing more: whenever it meets
+// anything it does not handle (a file that is not UTF-8, CRLF line ends,
+// a list in flow style, an alias to an anchor in another piece) or any
+// error at all, it gives up and the file is loaded whole (parseWhole),
+// which gives the one answer the loader has, every error with its
+// position. So a file it accepts is one the whole loader accepts, and
+// the File is the same (FuzzLoad and TestStreamedLoadIsTheWholeLoad
+// compare the two).
+//
+// A validation rule that looks across secrets (like the two above) must
+// be checked across pieces here too; one that looks something up among
+// the secrets (management_secret) fails within a piece that lacks it, and
+// the whole loader decides.
+
+// streamMin is the size from which a file is loaded in pieces (a
+// variable: the tests set it to 0).
+var streamMin = 1 << 20
+
+// streamChunk is how many secrets one piece holds (a variable: the fuzz
+// test of reuse makes pieces small).
+var streamChunk = 500
+
+// errNoStream: the streamed loader gives up; the whole loader decides.
+var errNoStream = errors.New("not streamed")
+
+// secretsBlock is where the top-level `secrets:` block list stands in the
+// file: its key's line and the byte offsets of its items.
+type secretsBlock struct {
+	keyLine int   // 0-based line of "secrets:"
+	items   []int // byte offset of each item's first line
+	lines   []int // 0-based line of each item's first line
+	end     int   // byte offset just after the list
+}
+
+// findSecrets finds the block list under a top-level "secrets:" key.
+func findSecrets(data []byte) (secretsBlock, bool) {
+	var b secretsBlock
+	b.keyLine = -1
+	indent := -1
+	line := 0
+	for off := 0; off < len(data); line++ {
+		nl := bytes.IndexByte(data[off:], '\n')
+		next := len(data)
+		if nl >= 0 {
+			next = off + nl + 1
+		}
+		l := data[off:next]
+		l = bytes.TrimSuffix(l, []byte("\n"))
+		trimmed := bytes.TrimLeft(l, " ")
+		ind := len(l) - len(trimmed)
+		blank := len(trimmed) == 0 || trimmed[0] == '#'
+		switch {
+		case b.keyLine < 0:
+			if ind == 0 && isSecretsKey(l) {
+				b.keyLine = line
+			}
+		case b.end > 0:
+			if ind == 0 && isSecretsKey(l) {
+				return b, false // twice: the whole loader says so
+			}
+		case blank:
+		case indent < 0:
+			if !isItem(trimmed) {
+				return b, false
+			}
+			indent = ind
+			b.items, b.lines = append(b.items, off), append(b.lines, line)
+		case ind == indent && isItem(trimmed):
+			b.items, b.lines = append(b.items, off), append(b.lines, line)
+		case ind > indent:
+		case ind == 0 && indent > 0 || ind == 0 && !isItem(trimmed):
+			b.end = off
+		default:
+			return b, false
+		}
+		off = next
+	}
+	if b.keyLine < 0 || len(b.items) == 0 {
+		return b, false
+	}
+	if b.end == 0 {
+		b.end = len(data)
+	}
+	return b, true
+}
+
+// isSecretsKey: the line is "secrets:" with nothing after it but blanks
+// and a comment.
+func isSecretsKey(l []byte) bool {
+	rest, ok := bytes.CutPrefix(l, []byte("secrets:"))
+	if !ok {
+		return false
+	}
+	rest = bytes.TrimLeft(rest, " ")
+	return len(rest) == 0 || rest[0] == '#'
+}
+
+// isItem: the line (indentation removed) starts a list item.
+func isItem(t []byte) bool {
+	return len(t) == 1 && t[0] == '-' || len(t) > 1 && t[0] == '-' && t[1] == ' '
+}
+
+// oneDocument parses data as exactly one YAML document and returns its
+// root (nil for an empty document).
+func oneDocument(data []byte) (*yaml.Node, error) {
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
+	}
+	var next yaml.Node
+	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
+		return nil, errNoStream
+	}
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
+		return doc.Content[0], nil
+	}
+	return nil, errNoStream
+}
+
+// shiftLines moves every node of a piece parsed on its own to its line in
+// the file.
+func shiftLines(n *yaml.Node, by int) {
+	n.Line += by
+	for _, c := range n.Content {
+		shiftLines(c, by)
+	}
+}
+
+// A reload of a large file decodes only the pieces that changed: a File
+// loaded in pieces keeps a hash of each piece (pieceIndex), and a load
+// given that File (prev) takes the secrets of a piece whose hash it finds
+// from prev instead of parsing, decoding and validating them again; the
+// two Files share those SecretSpecs, which nothing writes after a load.
+//
+// A piece's hash covers what its secrets and its validation depend on:
+// the file name and directory (positions, Ref.Dir), the text of the file
+// around the list (the header: defaults, classes and stores apply to every
+// secret, so any change there means nothing is reused), the line the
+// piece starts at (every SecretSpec holds the positions of its fields: a
+// piece moved to other lines is decoded again) and the piece's text. A
+// piece is parsed on its own, so an alias in it names an anchor in it, and
+// management_secret names a secret in it (else the piece fails and the
+// whole loader decides): both are inside the hash. What looks across
+// pieces (duplicate ids, publish entries writing to one place, the node
+// budget, from each piece's recorded count) is checked over the whole new
+// file, reused pieces included. So a File loaded reusing prev equals a
+// File loaded without it (TestStreamedLoadReuses, FuzzLoadReuse).
+
+// pieceIndex is what a File loaded in pieces keeps for the next load of
+// the file: where each piece's secrets stand, by the piece's hash.
+type pieceIndex struct {
+	header [sha256.Size]byte
+	pieces map[[sha256.Size]byte]pieceSpan
+}
+
+// pieceSpan is one piece: its secrets are File.Secrets[first:first+n], and
+// decoding them counted nodes nodes.
+type pieceSpan struct {
+	first, n, nodes int
+}
+
+// headerKey hashes what every piece of a file depends on besides its own
+// text: the name, the directory and the text around the list.
+func headerKey(name, dir string, before, after []byte) [sha256.Size]byte {
+	h := sha256.New()
+	for _, b := range [][]byte{[]byte(name), []byte(dir), before, after} {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	var k [sha256.Size]byte
+	h.Sum(k[:0])
+	return k
+}
+
+// pieceKey hashes one piece: the header's key, its first line and its
+// text.
+func pieceKey(header [sha256.Size]byte, line int, text []byte) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write(header[:])
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(line))
+	h.Write(n[:])
+	h.Write(text)
+	var k [sha256.Size]byte
+	h.Sum(k[:0])
+	return k
+}
+
+// parseStreamed loads data in pieces (see above); errNoStream when the
+// whole loader must decide. nodes counts the nodes decoded, as the whole
+// loader does. prev, when not nil, is a File loaded before: the pieces of
+// data that it holds unchanged are taken from it.
+func parseStreamed(name, dir string, data []byte, prev *File) (_ *File, nodes int, _ error) {
+	if !utf8.Valid(data) || bytes.IndexByte(data, '\r') >= 0 || bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
+		return nil, 0, errNoStream
+	}
+	blk, ok := findSecrets(data)
+	if !ok {
+		return nil, 0, errNoStream
+	}
+	// The header: the file with the list's lines left empty, so that
+	// every other line keeps its number.
+	header := make([]byte, 0, len(data)-(blk.end-blk.items[0])+bytes.Count(data[blk.items[0]:blk.end], []byte("\n")))
+	header = append(header, data[:blk.items[0]]...)
+	for _, c := range data[blk.items[0]:blk.end] {
+		if c == '\n' {
+			header = append(header, '\n')
+		}
+	}
+	header = append(header, data[blk.end:]...)
+	root, err := oneDocument(header)
+	if err != nil || root == nil || root.Kind != yaml.MappingNode {
+		return nil, 0, errNoStream
+	}
+	found := 0
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if k, v := root.Content[i], root.Content[i+1]; k.Kind == yaml.ScalarNode && k.Value == "secrets" {
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!null" || v.Value != "" {
+				return nil, 0, errNoStream
+			}
+			found++
+			// The list is decoded piece by piece; the header holds an
+			// empty one where it stands.
+			root.Content[i+1] = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: blk.lines[0] + 1, Column: v.Column}
+		}
+	}
+	if found != 1 {
+		return nil, 0, errNoStream
+	}
+	hd := newDecoder(name, dir, len(data))
+	hf := &File{Path: name, dir: dir}
+	hd.structure(root, reflect.ValueOf(hf).Elem(), "")
+	if len(hd.errs) > 0 || hd.over != nil {
+		return nil, hd.nodes, errNoStream
+	}
+	nodes = hd.nodes
+	root, header = nil, nil
+
+	idx := &pieceIndex{header: headerKey(name, dir, data[:blk.items[0]], data[blk.end:]),
+		pieces: make(map[[sha256.Size]byte]pieceSpan, (len(blk.items)+streamChunk-1)/streamChunk)}
+	var old map[[sha256.Size]byte]pieceSpan
+	if prev != nil && prev.pieces != nil && prev.pieces.header == idx.header {
+		old = prev.pieces.pieces
+	}
+	secrets := make([]*SecretSpec, 0, len(blk.items))
+	// fresh: the first secret of each piece decoded here (not reused),
+	// whose defaults are filled at the end.
+	var fresh []int
+	ids := map[string]bool{}
+	targets := map[string]bool{}
+	for first := 0; first < len(blk.items); first += streamChunk {
+		last := min(first+streamChunk, len(blk.items))
+		end := blk.end
+		if last < len(blk.items) {
+			end = blk.items[last]
+		}
+		text := data[blk.items[first]:end]
+		key := pieceKey(idx.header, blk.lines[first], text)
+		var piece []*SecretSpec
+		sp, ok := old[key]
+		if ok && sp.n == last-first && sp.first+sp.n <= len(prev.Secrets) && nodes+sp.nodes < Budget(len(data)) {
+			// Unchanged since prev: its secrets as decoded, validated
+			// and filled then.
+			piece = prev.Secrets[sp.first : sp.first+sp.n]
+			nodes += sp.nodes
+			idx.pieces[key] = pieceSpan{first: first, n: sp.n, nodes: sp.nodes}
+		} else {
+			var n int
+			piece, n, err = parsePiece(name, dir, data, text, blk.lines[first], hf, hd, nodes, last-first)
+			nodes += n
+			if err != nil {
+				return nil, nodes, err
+			}
+			idx.pieces[key] = pieceSpan{first: first, n: len(piece), nodes: n}
+			fresh = append(fresh, first)
+		}
+		// Across pieces: what the validator checks across the list.
+		for _, s := range piece {
+			if ids[s.ID] {
+				return nil, nodes, errNoStream
+			}
+			ids[s.ID] = true
+			for _, pub := range s.Publish {
+				key := "name\x00" + pub.Store + "\x00" + pub.Path
+				if store, ok := hf.Store(pub.Store); ok {
+					if t, ok := hf.publishTarget(store, pub); ok {
+						key = t.key
+					}
+				}
+				if targets[key] {
+					return nil, nodes, errNoStream
+				}
+				targets[key] = true
+			}
+		}
+		secrets = append(secrets, piece...)
+	}
+	hf.Secrets = secrets
+	hf.fillHeaderDefaults()
+	for _, first := range fresh {
+		for _, s := range secrets[first:min(first+streamChunk, len(secrets))] {
+			hf.fillSecretDefaults(s)
+		}
+	}
+	hf.Hash = Hash(data)
+	hf.pieces = idx
+	return hf, nodes, nil
+}
+
+// parsePiece parses, decodes and validates the n secrets of one piece
+// (text, starting at 0-based line line of data) with the header hf (hd its
+// decoder), nodes having been counted before it; errNoStream when the
+// whole loader must decide.
+func parsePiece(name, dir string, data, text []byte, line int, hf *File, hd *decoder, nodes, n int) (_ []*SecretSpec, counted int, _ error) {
+	list, err := oneDocument(text)
+	if err != nil || list == nil || list.Kind != yaml.SequenceNode || len(list.Content) != n {
+		return nil, 0, errNoStream
+	}
+	shiftLines(list, line)
+	d := newDecoder(name, dir, len(data))
+	d.budget -= nodes
+	for k, p := range hd.pos {
+		d.pos[k] = p
+	}
+	for k, p := range hd.keyPos {
+		d.keyPos[k] = p
+	}
+	piece := make([]*SecretSpec, len(list.Content))
+	for i, item := range list.Content {
+		d.decode(item, reflect.ValueOf(&piece[i]).Elem(), fmt.Sprintf("secrets[%d]", i))
+		if piece[i] == nil {
+			return nil, d.nodes, errNoStream
+		}
+	}
+	if len(d.errs) > 0 || d.over != nil {
+		return nil, d.nodes, errNoStream
+	}
+	pf := *hf
+	pf.Secrets = piece
+	v := &validator{d: d, f: &pf}
+	v.validate()
+	if len(d.errs) > 0 {
+		return nil, d.nodes, errNoStream
+	}
+	return piece, d.nodes, nil
+}

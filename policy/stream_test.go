@@ -1,0 +1,109 @@
+package policy
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// bigFile is a policies file of n secrets of several kinds and styles
+// (block and flow items, comments and blank lines between them, a block
+// scalar with a line that looks like an item, cron schedules with *), with
+// keys before and after the secrets list.
+func bigFile(n int) string {
+	var b strings.Builder
+	b.WriteString("version: 1\ndefaults: {grace: 30s, monitor: 0s, check: {interval: 24h}}\nclasses:\n  custom: {interval: 12h}\n")
+	b.WriteString("stores:\n  - name: local\n    files: {dir: out}\nsecrets:\n# a comment at the left edge\n")
+	for i := range n {
+		switch i % 4 {
+		case 0:
+			fmt.Fprintf(&b, "  - id: db/p%05d\n    class: database\n    cron: \"0 3 * * *\"\n    rotator:\n      postgres:\n        admin_dsn: {env: PG_DSN}\n        role: app%05d\n    publish:\n      - {store: local, path: db/p%05d.json}\n\n", i, i, i)
+		case 1:
+			fmt.Fprintf(&b, "  - {id: tok/t%05d, class: admin_token, rotator: {token: {prefix: t_, length: 32}}, publish: [{store: local, path: tok/t%05d.json}]}\n", i, i)
+		case 2:
+			fmt.Fprintf(&b, "  -   id: c/c%05d\n      class: custom\n      description: |\n        several lines\n        - not an item\n      rotator: {token: {}}\n      publish:\n        - store: local\n          path: c/c%05d\n    # an indented comment\n", i, i)
+		default:
+			fmt.Fprintf(&b, "  - id: a/a%05d # a comment\n    class: api_key\n    interval: 7d\n    rotator: {token: {length: 40}}\n    publish: [{store: local, path: a/a%05d.json}]\n", i, i)
+		}
+	}
+	b.WriteString("notify:\n  remind_before: 7d\n")
+	return b.String()
+}
+
+// TestStreamedLoadIsTheWholeLoad: a file the streamed loader takes gives
+// the File the whole loader gives, with the same positions.
+func TestStreamedLoadIsTheWholeLoad(t *testing.T) {
+	data := []byte(bigFile(2*streamChunk + 7))
+	const name = "policies.yaml"
+	dir := t.TempDir()
+	streamed, _, err := parseStreamed(name, dir, data, nil)
+	require.NoError(t, err, "the streamed loader takes this file")
+	whole, _, err := parseWhole(name, dir, data)
+	require.NoError(t, err)
+	require.Len(t, streamed.Secrets, 2*streamChunk+7)
+	require.True(t, sameFile(whole, streamed), "the streamed File differs from the whole loader's")
+	require.Equal(t, 12, streamed.Secrets[1].Pos.Line-streamed.Secrets[0].Pos.Line+2, "positions are the file's lines")
+}
+
+// TestStreamedLoadGivesUp: what only the whole list can tell, or what the
+// streamed loader does not handle, is answered by the whole loader, with
+// its positioned errors.
+func TestStreamedLoadGivesUp(t *testing.T) {
+	old := streamMin
+	streamMin = 0
+	t.Cleanup(func() { streamMin = old })
+	n := 2*streamChunk + 3
+	good := bigFile(n)
+	last := 2*streamChunk - 1 // an api_key secret (i % 4 == 3) in the second piece
+	cases := map[string]string{
+		// The last secret takes the id of the first, in another piece.
+		"duplicate id across pieces": strings.Replace(good, fmt.Sprintf("id: a/a%05d", last), "id: db/p00000", 1),
+		// The last secret publishes where the first does.
+		"duplicate target across pieces": strings.Replace(good, fmt.Sprintf("path: a/a%05d.json", last), "path: db/p00000.json", 1),
+		"unknown field":                  strings.Replace(good, "    interval: 7d\n", "    intervall: 7d\n", 1),
+		"alias to another piece":         strings.Replace(strings.Replace(good, "rotator: {token: {length: 40}}", "rotator: &r {token: {length: 40}}", 1), fmt.Sprintf("a/a%05d # a comment\n    class: api_key\n    interval: 7d\n    rotator: {token: {length: 40}}", last), fmt.Sprintf("a/a%05d # a comment\n    class: api_key\n    interval: 7d\n    rotator: *r", last), 1),
+		// Two secrets own fields of one document, in two pieces: valid,
+		// but only the whole list can tell the fields apart.
+		"shared document across pieces": strings.Replace(strings.Replace(good,
+			"publish: [{store: local, path: a/a00003.json}]", "publish: [{store: local, path: shared.json, fields: {password: a_password}}]", 1),
+			fmt.Sprintf("publish: [{store: local, path: a/a%05d.json}]", last), fmt.Sprintf("publish: [{store: local, path: shared.json, fields: {password: b_password}}]"), 1),
+		"second secrets key": good + "secrets:\n  - {id: x/y, class: api_key, rotator: {token: {}}, publish: [{store: local, path: x}]}\n",
+		"CRLF":               strings.ReplaceAll(good, "\n", "\r\n"),
+		"tab in an item":     strings.Replace(good, "    interval: 7d\n", "\tinterval: 7d\n", 1),
+	}
+	for name, text := range cases {
+		t.Run(name, func(t *testing.T) {
+			require.True(t, good != text, "the case changes the file")
+			_, _, serr := parseStreamed("policies.yaml", "/x", []byte(text), nil)
+			require.ErrorIs(t, serr, errNoStream)
+			f, _, err := parse("policies.yaml", []byte(text), nil)
+			wf, _, werr := parseWhole("policies.yaml", "/x", []byte(text))
+			if werr != nil {
+				require.Nil(t, f)
+				require.Equal(t, werr.Error(), err.Error(), "the whole loader's errors")
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, len(wf.Secrets), len(f.Secrets))
+		})
+	}
+}
+
+// TestStreamedLoadReferenceFile: the reference policies.yaml loads the
+// same both ways (when its layout is one the streamed loader takes).
+func TestStreamedLoadReferenceFile(t *testing.T) {
+	data, err := os.ReadFile(rootPath)
+	require.NoError(t, err)
+	whole, _, err := parseWhole(rootPath, "/x", data)
+	require.NoError(t, err)
+	streamed, _, err := parseStreamed(rootPath, "/x", data, nil)
+	if err != nil {
+		require.ErrorIs(t, err, errNoStream)
+		t.Logf("the reference file is loaded whole: %v", err)
+		return
+	}
+	require.True(t, sameFile(whole, streamed))
+}

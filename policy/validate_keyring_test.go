@@ -1,0 +1,57 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+const keyringPolicy = `version: 1
+stores:
+  - name: local
+    files: {dir: secrets}
+secrets:
+  - id: auth/jwt
+    class: admin_token
+ONTIMEOUT    rotator:
+      keyring:
+KEYRING
+    publish: [{store: local, path: auth/jwt.json}]
+CHECKS`
+
+func TestKeyringRotator(t *testing.T) {
+	const life = "        max_token_lifetime: 1h\n"
+	const check = "    checks: [{http: {urls: [\"http://app/keyring\"]}}]\n"
+	for _, tc := range []struct {
+		name, keyring, checks, onTimeout, want string
+	}{
+		{"ok", life, check, "", ""},
+		{"delay check", life, "    checks: [{delay: 2m}]\n", "    on_timeout: hold\n", ""},
+		{"all set", life + "        algorithm: HS512\n        size: 64\n        field: jwt_keys\n", check, "", ""},
+		{"no lifetime", "        size: 32\n", check, "", "policies.yaml:9:7: secrets[0].rotator.keyring.max_token_lifetime: required"},
+		{"zero lifetime", "        max_token_lifetime: 0s\n", check, "", "policies.yaml:10:29: secrets[0].rotator.keyring.max_token_lifetime: must be longer than 0s"},
+		{"bad algorithm", life + "        algorithm: RS256\n", check, "", `policies.yaml:11:20: secrets[0].rotator.keyring.algorithm`},
+		{"size", life + "        size: 2000\n", check, "", "policies.yaml:11:15: secrets[0].rotator.keyring.size: must be between 32 and 1024 bytes"},
+		{"no check", life, "", "", "secrets[0].checks: a keyring secret needs an http check"},
+		{"proceed", life, check, "    on_timeout: proceed\n", "policies.yaml:8:17: secrets[0].on_timeout: a keyring secret (auth/jwt) needs on_timeout: hold"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := strings.NewReplacer("KEYRING\n", tc.keyring, "CHECKS", tc.checks, "ONTIMEOUT", tc.onTimeout).Replace(keyringPolicy)
+			f, err := Parse("policies.yaml", []byte(doc))
+			if tc.want == "" {
+				require.NoError(t, err)
+				require.Equal(t, "keyring", f.Secrets[0].Rotator.Type())
+				return
+			}
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+// on_timeout: proceed from the defaults is refused where it is written.
+func TestKeyringProceedFromDefaults(t *testing.T) {
+	doc := strings.NewReplacer("KEYRING\n", "        max_token_lifetime: 1h\n", "CHECKS", "    checks: [{delay: 2m}]\n", "ONTIMEOUT", "").Replace(keyringPolicy)
+	_, err := Parse("policies.yaml", []byte("defaults: {on_timeout: proceed}\n"+doc))
+	require.ErrorContains(t, err, "policies.yaml:1:24: defaults.on_timeout: a keyring secret (auth/jwt) needs on_timeout: hold")
+}

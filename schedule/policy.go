@@ -1,0 +1,93 @@
+package schedule
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/rotator/rotator/policy"
+)
+
+// Rules compiles every secret's schedule from a loaded policies file, keyed
+// by secret id. Secrets that rotate against the same server are each
+// other's Peers, so their jitter puts them in different minutes.
+//
+// Secrets with the same settings and peers share one *Rule (treat it as
+// read-only), and the secrets of one server share one Peers slice: at
+// 100,000 secrets the map is of pointers to a few rules, not 100,000
+// copies, and each zone is loaded once.
+func Rules(f *policy.File) (map[string]*Rule, error) {
+	peers := map[string][]string{}
+	for _, s := range f.Secrets {
+		peers[ServerKey(s)] = append(peers[ServerKey(s)], s.ID)
+	}
+	for k, p := range peers {
+		if len(p) < 2 {
+			delete(peers, k) // no peers: the key stays out of the rule's identity
+			continue
+		}
+		sort.Strings(p)
+	}
+	type ruleKey struct {
+		interval, jitter, nextRun time.Duration
+		cron, zone                string
+		window                    *policy.WindowSpec
+		server                    string // "" without peers
+	}
+	shared := map[ruleKey]*Rule{}
+	out := make(map[string]*Rule, len(f.Secrets))
+	for _, s := range f.Secrets {
+		set := f.Settings(s)
+		k := ruleKey{interval: set.Interval, jitter: set.Jitter, nextRun: set.Retry.NextRun, cron: set.Cron,
+			zone: set.TimeZone, window: set.Window}
+		p, ok := peers[ServerKey(s)]
+		if ok {
+			k.server = ServerKey(s)
+		}
+		r, ok := shared[k]
+		if !ok {
+			rule, err := ruleFor(set)
+			if err != nil {
+				return nil, fmt.Errorf("secret %s (%s): schedule: %w", s.ID, s.Pos, err)
+			}
+			rule.Peers = p
+			r = &rule
+			shared[k] = r
+		}
+		out[s.ID] = r
+	}
+	return out, nil
+}
+
+// ServerKey groups secrets that rotate against the same server, without
+// resolving any secret: secrets whose admin DSN comes from the same
+// reference share a server.
+func ServerKey(s *policy.SecretSpec) string {
+	if s.Rotator.Postgres != nil {
+		return "postgres " + s.Rotator.Postgres.AdminDSN.String()
+	}
+	if s.Rotator.MySQL != nil {
+		return "mysql " + s.Rotator.MySQL.AdminDSN.String()
+	}
+	return "secret " + s.ID
+}
+
+func ruleFor(set policy.Settings) (Rule, error) {
+	r := Rule{Interval: set.Interval, Jitter: set.Jitter, RetryAfter: set.Retry.NextRun}
+	loc, err := time.LoadLocation(set.TimeZone)
+	if err != nil {
+		return r, err
+	}
+	r.Loc = loc
+	if set.Cron != "" {
+		if r.Cron, err = ParseCron(set.Cron); err != nil {
+			return r, err
+		}
+	}
+	if set.Window != nil {
+		if r.Window, err = CompileWindow(set.Window, set.TimeZone); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}

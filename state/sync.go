@@ -1,0 +1,42 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// SyncMark is what the last schedule sync recorded: its key (the
+// policies' content hash and the build that computed the due times) and
+// its generation. The zero SyncMark: never synced.
+type SyncMark struct {
+	Key string
+	Gen int64
+}
+
+// ScheduleSync reads the last schedule sync's mark.
+func (db *DB) ScheduleSync(ctx context.Context) (SyncMark, error) {
+	var m SyncMark
+	err := db.pool.QueryRow(ctx, `SELECT sync_key, gen FROM rotator_schedule_sync`).Scan(&m.Key, &m.Gen)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return m, fmt.Errorf("read the schedule sync mark: %w", err)
+	}
+	return m, nil
+}
+
+// RecordScheduleSync records that the due times were synced with key,
+// after a sync that began by reading prev. It records nothing when
+// another sync has recorded since (prev is stale): that process's file
+// may differ, so the next tick syncs again rather than trust a key whose
+// due times were partly overwritten. It reports whether it recorded.
+func (db *DB) RecordScheduleSync(ctx context.Context, prev SyncMark, key string) (bool, error) {
+	tag, err := db.pool.Exec(ctx, `INSERT INTO rotator_schedule_sync (sync_key, gen) VALUES ($1, $2 + 1)
+		ON CONFLICT (id) DO UPDATE SET sync_key = EXCLUDED.sync_key, gen = EXCLUDED.gen, synced_at = now()
+		WHERE rotator_schedule_sync.gen = $2`, key, prev.Gen)
+	if err != nil {
+		return false, fmt.Errorf("record the schedule sync: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
