@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
+	"github.com/rotator/rotator/internal/readagain"
 	"github.com/rotator/rotator/internal/secret"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
@@ -207,7 +208,11 @@ func (u userState) ids() string {
 
 // observe reads the user's keys and tags.
 func (r *Rotator) observe(ctx context.Context) (userState, error) {
-	out, err := r.iam.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String(r.user)})
+	// Both reads are sent once more when the connection was closed under
+	// the answer (internal/readagain).
+	out, err := readagain.Do(func() (*iam.ListAccessKeysOutput, error) {
+		return r.iam.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String(r.user)})
+	})
 	if err != nil {
 		return userState{}, r.awsError("ListAccessKeys", err)
 	}
@@ -215,7 +220,9 @@ func (r *Rotator) observe(ctx context.Context) (userState, error) {
 	for _, m := range out.AccessKeyMetadata {
 		st.keys = append(st.keys, key{id: aws.ToString(m.AccessKeyId), active: m.Status == types.StatusTypeActive, created: aws.ToTime(m.CreateDate)})
 	}
-	tags, err := r.iam.ListUserTags(ctx, &iam.ListUserTagsInput{UserName: aws.String(r.user)})
+	tags, err := readagain.Do(func() (*iam.ListUserTagsOutput, error) {
+		return r.iam.ListUserTags(ctx, &iam.ListUserTagsInput{UserName: aws.String(r.user)})
+	})
 	if err != nil {
 		return userState{}, r.awsError("ListUserTags", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"net/url"
 	"regexp"
 	"slices"
@@ -20,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"github.com/rotator/rotator/internal/readagain"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
 )
@@ -206,11 +206,9 @@ func (st secretState) unpublishedFirst(id string) bool {
 }
 
 func (s *Store) describe(ctx context.Context, op, name string) (secretState, error) {
-	in := &secretsmanager.DescribeSecretInput{SecretId: aws.String(name)}
-	out, err := s.client.DescribeSecret(ctx, in)
-	if readAgain(err) {
-		out, err = s.client.DescribeSecret(ctx, in)
-	}
+	out, err := readagain.Do(func() (*secretsmanager.DescribeSecretOutput, error) {
+		return s.client.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(name)})
+	})
 	if err != nil {
 		if isCode(err, "ResourceNotFoundException") {
 			return secretState{}, nil
@@ -272,22 +270,11 @@ func (s *Store) ensure(ctx context.Context, op, name string) (secretState, error
 	return st, err
 }
 
-// readAgain says whether a read should be sent once more: Go's HTTP client
-// can close a kept-alive connection under a response it is still reading
-// ("use of closed network connection" after a 200, aws/aws-sdk-go-v2#1825),
-// and the SDK does not retry that because it cannot know a call is
-// idempotent. A read is; writes are not retried here.
-func readAgain(err error) bool {
-	return err != nil && errors.Is(err, net.ErrClosed)
-}
-
 // read fetches one version's stored data.
 func (s *Store) read(ctx context.Context, op, name, id string) (map[string]string, time.Time, error) {
-	in := &secretsmanager.GetSecretValueInput{SecretId: aws.String(name), VersionId: aws.String(id)}
-	out, err := s.client.GetSecretValue(ctx, in)
-	if readAgain(err) {
-		out, err = s.client.GetSecretValue(ctx, in)
-	}
+	out, err := readagain.Do(func() (*secretsmanager.GetSecretValueOutput, error) {
+		return s.client.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(name), VersionId: aws.String(id)})
+	})
 	if err != nil {
 		return nil, time.Time{}, s.fail(op, "GetSecretValue", name, err)
 	}
