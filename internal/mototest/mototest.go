@@ -31,7 +31,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 
+	"github.com/rotator/rotator/internal/readagain"
 	"github.com/rotator/rotator/internal/testproc"
 )
 
@@ -163,9 +166,29 @@ func Config(url string) aws.Config {
 		Credentials: aws.NewCredentialsCache(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
 			return aws.Credentials{AccessKeyID: "testing", SecretAccessKey: "testing", Source: "mototest"}, nil
 		})),
-		BaseEndpoint:     aws.String(url),
-		RetryMaxAttempts: 1,
+		BaseEndpoint: aws.String(url),
+		Retryer:      closedOnly,
 	}
+}
+
+// closedOnly is the retryer of Config: one attempt, except that a call
+// whose answer was cut by a connection Go's HTTP client closed under it
+// (internal/readagain) is sent again, up to twice, so that a test's own
+// reads through the SDK do not fail on it. Nothing else is retried: a
+// fault a test injects (a refused connection, an error answer, a proxy
+// gone) costs one attempt, as it did with RetryMaxAttempts 1.
+func closedOnly() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = 3
+		o.Retryables = []retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+			if readagain.Closed(err) {
+				return aws.TrueTernary
+			}
+			return aws.FalseTernary
+		})}
+		o.RateLimiter = ratelimit.None
+		o.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return 10 * time.Millisecond, nil })
+	})
 }
 
 // Reset drops everything the server holds (moto's /moto-api/reset).

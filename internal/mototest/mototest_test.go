@@ -2,8 +2,14 @@ package mototest_test
 
 import (
 	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -60,3 +66,51 @@ func requireGone(t *testing.T, s *mototest.Server) {
 	_, err := client.ListSecrets(t.Context(), &secretsmanager.ListSecretsInput{})
 	require.Error(t, err, "the port no longer answers")
 }
+
+// TestConfigRetriesOnlyACutAnswer: the tests' configuration sends a call
+// again when its answer was cut by a locally closed connection, and sends
+// any other failure once (a test's injected fault costs one attempt).
+func TestConfigRetriesOnlyACutAnswer(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	fail := atomic.Bool{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		if fail.Load() {
+			w.Header().Set("X-Amzn-Errortype", "InternalServiceError")
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = io.WriteString(w, `{"__type":"InternalServiceError","Message":"injected"}`)
+			return
+		}
+		_, _ = io.WriteString(w, `{"Name":"x"}`)
+	}))
+	t.Cleanup(srv.Close)
+	cut := atomic.Int32{}
+	cfg := mototest.Config(srv.URL)
+	cfg.HTTPClient = &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := http.DefaultTransport.RoundTrip(r)
+		if err == nil && cut.Add(-1) >= 0 {
+			_ = resp.Body.Close()
+			resp.Body = io.NopCloser(iotest.ErrReader(&net.OpError{Op: "read", Net: "tcp", Err: net.ErrClosed}))
+		}
+		return resp, err
+	})}
+	client := secretsmanager.NewFromConfig(cfg)
+
+	cut.Store(1)
+	out, err := client.DescribeSecret(t.Context(), &secretsmanager.DescribeSecretInput{SecretId: aws.String("x")})
+	require.NoError(t, err, "a cut answer is asked for again")
+	require.Equal(t, "x", aws.ToString(out.Name))
+	require.EqualValues(t, 2, calls.Load())
+
+	cut.Store(0)
+	fail.Store(true)
+	_, err = client.DescribeSecret(t.Context(), &secretsmanager.DescribeSecretInput{SecretId: aws.String("x")})
+	require.Error(t, err)
+	require.EqualValues(t, 3, calls.Load(), "an error answer is not retried")
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -601,6 +601,9 @@ func TestReadAfterClosedConnection(t *testing.T) {
 	cut := &cutBody{base: http.DefaultTransport, cut: map[string]int{"DescribeSecret": 1, "GetSecretValue": 1}, seen: map[string]int{}}
 	cfg := e.cfg.Copy()
 	cfg.HTTPClient = &http.Client{Transport: cut}
+	// The store's own behaviour: the SDK retries nothing (the tests'
+	// configuration would retry this very cut).
+	cfg.Retryer = func() aws.Retryer { return aws.NopRetryer{} }
 	s, err := awssm.New(t.Context(), awssm.Config{Spec: &policy.AWSSMSpec{}, AWS: &cfg})
 	require.NoError(t, err)
 
