@@ -516,3 +516,56 @@ func (k *KeyRing) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(k.String()
 
 // LogValue is String, for slog.
 func (k *KeyRing) LogValue() slog.Value { return slog.StringValue(k.String()) }
+
+// PublishOverhead bounds what a store writes beside the ring document in
+// one secret value: the version's metadata fields (version, run id,
+// rotated_at, fingerprint, key_id, field; rotation.Version.Data), their
+// names and the JSON object around them.
+const PublishOverhead = 1024
+
+// PublishedSize is the most bytes a store writes for a ring document doc
+// in one secret value: doc as a JSON string (its quotes escaped), as AWS
+// Secrets Manager's secret string and Vault's data field carry it, plus
+// PublishOverhead.
+func PublishedSize(doc string) int {
+	b, _ := json.Marshal(doc)
+	return len(b) + PublishOverhead
+}
+
+// MaxPublishedSize is PublishedSize of the largest document a ring of
+// alg with keys keys (at least 2: signing and next), each keySize bytes,
+// and max_token_lifetime lifetime can encode to: every timestamp as long
+// as RFC 3339 with nanoseconds makes it and every key but two accepted
+// with an end. It grows linearly with keys and is computed from rings of
+// two and three keys, so a large keys allocates nothing more.
+func MaxPublishedSize(alg string, lifetime time.Duration, keySize, keys int) int {
+	if keys < 2 {
+		keys = 2
+	}
+	size := func(n int) int {
+		at := time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+		material := make([]byte, keySize)
+		r := Ring{Algorithm: alg, MaxTokenLifetime: lifetime}
+		for i := range n {
+			state := KeyAccepted
+			switch i {
+			case n - 2:
+				state = KeySigning
+			case n - 1:
+				state = KeyNext
+			}
+			k := NewRingKey(fmt.Sprintf("k%016x", i), state, at, material)
+			if state == KeyAccepted {
+				k.AcceptUntil = at
+			}
+			r.Keys = append(r.Keys, k)
+		}
+		doc, err := r.Encode()
+		if err != nil {
+			return 0
+		}
+		return PublishedSize(doc)
+	}
+	two, three := size(2), size(3)
+	return two + (keys-2)*(three-two)
+}

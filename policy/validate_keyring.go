@@ -1,5 +1,14 @@
 package policy
 
+import (
+	"fmt"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/rotator/rotator/appsecret"
+)
+
 // keyringRotator checks the keyring rotator's own block (the algorithm
 // and key size, which need the algorithms' table, are
 // rotators/keyring.Validate's).
@@ -52,8 +61,92 @@ func (v *validator) keyringSecret(path string, s *SecretSpec, class *Class) {
 	if onTimeout == "" && v.f.Defaults.OnTimeout != "" {
 		onTimeout, where = v.f.Defaults.OnTimeout, "defaults.on_timeout"
 	}
+	v.keyringSize(path, s, class)
 	if onTimeout == OnTimeoutProceed {
 		v.errf(where, "a keyring secret (%s) needs on_timeout: hold: proceeding without every client on the new ring would let its next key sign "+
 			"before a lagging client can verify it; set on_timeout: hold on the secret", s.ID)
 	}
+}
+
+// keyringSize refuses a keyring secret whose ring can outgrow the
+// smallest limit on one secret value among the stores it publishes to:
+// every publish would fail once it did. A key stays in the ring until
+// max_token_lifetime after the rotation that follows the one that
+// demoted it, so a ring rotated every period P holds at most
+// 2 + ceil(max_token_lifetime / P) keys (signing, next, and the accepted
+// ones). P is the interval (the secret's, else its class's) or the
+// shortest gap between two times of its cron; a secret with neither is
+// rotated by hand only and not checked here. Runs started by hand more
+// often than that are caught at generate (rotators/keyring), before
+// anything is published.
+func (v *validator) keyringSize(path string, s *SecretSpec, class *Class) {
+	k := s.Rotator.Keyring
+	if k == nil || k.MaxTokenLifetime == nil || *k.MaxTokenLifetime <= 0 {
+		return
+	}
+	lim := v.f.PublishLimit(s)
+	if lim.Limit == 0 {
+		return
+	}
+	period, how := time.Duration(0), ""
+	switch {
+	case s.Cron != "":
+		period = minCronGap(s.Cron)
+		how = fmt.Sprintf("cron %q can run it every %s", s.Cron, period)
+	case s.Interval != nil:
+		period, how = s.Interval.D(), fmt.Sprintf("interval %s", s.Interval.D())
+	case class != nil && class.Interval != nil:
+		period, how = class.Interval.D(), fmt.Sprintf("interval %s (class %s)", class.Interval.D(), s.Class)
+	}
+	if period <= 0 {
+		return
+	}
+	alg := k.Algorithm
+	if alg == "" {
+		alg = DefaultKeyringAlgorithm
+	}
+	size := k.Size
+	if size == 0 {
+		size, _ = appsecret.MinKeySize(alg)
+	}
+	if size <= 0 {
+		return // the algorithm or size is wrong; reported elsewhere
+	}
+	lifetime := k.MaxTokenLifetime.D()
+	keys := 2 + int((lifetime+period-1)/period)
+	if keys < 3 {
+		keys = 3
+	}
+	worst := appsecret.MaxPublishedSize(alg, lifetime, size, keys)
+	if worst <= lim.Limit {
+		return
+	}
+	p := path + ".rotator.keyring.max_token_lifetime"
+	v.errf(p, "the ring can outgrow store %s (publish[%d]): with max_token_lifetime %s and %s it can hold %d keys of %d bytes, "+
+		"up to %d bytes published, above %s (%d bytes), and every publish would fail; "+
+		"rotate less often, shorten max_token_lifetime or use smaller keys (a key stays in the ring max_token_lifetime after the rotation that follows the one it stopped signing at)",
+		lim.Store, lim.Index, lifetime, how, keys, size, worst, lim.What, lim.Limit)
+}
+
+// minCronGap is the shortest gap between two consecutive times of the
+// cron spec over its next 1000 times (0 when it does not parse, which is
+// reported elsewhere).
+func minCronGap(spec string) time.Duration {
+	sched, err := cron.ParseStandard(spec)
+	if err != nil {
+		return 0
+	}
+	t := sched.Next(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	var gap time.Duration
+	for range 1000 {
+		n := sched.Next(t)
+		if n.IsZero() {
+			break
+		}
+		if d := n.Sub(t); gap == 0 || d < gap {
+			gap = d
+		}
+		t = n
+	}
+	return gap
 }

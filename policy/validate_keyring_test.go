@@ -55,3 +55,57 @@ func TestKeyringProceedFromDefaults(t *testing.T) {
 	_, err := Parse("policies.yaml", []byte("defaults: {on_timeout: proceed}\n"+doc))
 	require.ErrorContains(t, err, "policies.yaml:1:24: defaults.on_timeout: a keyring secret (auth/jwt) needs on_timeout: hold")
 }
+
+const keyringSizePolicy = `version: 1
+stores:
+  - name: local
+    files: {dir: secrets}
+  - name: aws
+    awssm: {region: eu-west-1}
+secrets:
+  - id: auth/jwt
+    class: admin_token
+    SCHEDULE
+    rotator:
+      keyring:
+        max_token_lifetime: LIFE
+        size: SIZE
+    publish: [{store: local, path: auth/jwt.json}, {store: STORE, path: auth/jwt}]
+    checks: [{delay: 2m}]
+    on_timeout: hold
+`
+
+// A ring that can outgrow the smallest limit among its stores is refused
+// at max_token_lifetime, with its position and the numbers behind it; a
+// files store sets no limit.
+func TestKeyringRingSize(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, schedule, life, size, store, want string
+	}{
+		{"fits AWS", "interval: 24h", "24h", "64", "aws", ""},
+		{"1024-byte keys, hourly, a month's tokens", "interval: 1h", "720h", "1024", "aws",
+			"policies.yaml:13:29: secrets[0].rotator.keyring.max_token_lifetime: the ring can outgrow store aws (publish[1]): " +
+				"with max_token_lifetime 720h0m0s and interval 1h0m0s it can hold 722 keys of 1024 bytes"},
+		{"above AWS's limit", "interval: 1h", "48h", "1024", "aws", "above AWS Secrets Manager's limit on a secret value (65536 bytes)"},
+		{"hourly cron", `cron: "0 * * * *"`, "72h", "1024", "aws", `cron "0 * * * *" can run it every 1h0m0s it can hold 74 keys`},
+		{"hourly cron, a day's tokens", `cron: "0 * * * *"`, "24h", "1024", "aws", ""},
+		{"files: no limit", "interval: 1h", "720h", "1024", "local", ""},
+		{"Vault's limit is larger", "interval: 1h", "48h", "1024", "vault", ""},
+		{"Vault's limit too", "interval: 1h", "720h", "1024", "vault", "above Vault's default limit on one JSON string in a request"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			doc := strings.NewReplacer("SCHEDULE", tc.schedule, "LIFE", tc.life, "SIZE", tc.size, "STORE", tc.store).Replace(keyringSizePolicy)
+			if tc.store == "vault" {
+				doc = strings.Replace(doc, "  - name: aws\n", "  - name: vault\n    vault: {address: \"http://127.0.0.1:8200\", mount: secret, auth: {token: {token: {env: VAULT_TOKEN}}}}\n  - name: aws\n", 1)
+			}
+			_, err := Parse("policies.yaml", []byte(doc))
+			if tc.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}

@@ -32,7 +32,10 @@ func (w *wiring) initMySQL(ctx context.Context, out io.Writer, s *policy.SecretS
 	defer r.Close()
 	rep, err := r.Init(ctx)
 	if err != nil {
-		return err
+		// A server that is not a supported MariaDB is refused here, by
+		// Init's first use of the admin connection, before it changes
+		// anything.
+		return fmt.Errorf("secret %s: init: %w", s.ID, err)
 	}
 	fmt.Fprintf(out, "%s: %s\n", s.ID, rep)
 	return nil

@@ -63,6 +63,17 @@
 // new ring is sealed in the run, publish is idempotent per run id, and a
 // generate done again reads the same published ring.
 //
+// # Size
+//
+// The ring is one secret value, and stores bound its size (AWS Secrets
+// Manager 65,536 bytes, Vault 1 MiB for one JSON string by default;
+// policy.ValueLimit). The policy refuses settings whose ring can outgrow
+// the smallest limit among the secret's stores (policy keyringSize);
+// Generate refuses a ring that would not fit (WithValueLimit), permanent,
+// before anything is published: runs by hand faster than the schedule
+// the policy was checked with. The published ring stays in use, and a
+// later run fits once older keys have expired.
+//
 // # Encryption keys
 //
 // The same ring serves encryption: encrypt with the signing key, record

@@ -460,3 +460,45 @@ func TestStoreFailuresKeepRingsCompatible(t *testing.T) {
 		}
 	}
 }
+
+// A ring that would outgrow the stores' limit on one secret value fails
+// generate with a message that says so: nothing is published, the
+// published ring stays as it was and clients keep signing and verifying
+// with it.
+func TestRingAboveStoreLimitFailsBeforePublish(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// The limit fits any ring of three keys of this policy, not four:
+	// the third rotation (signing, next and two accepted keys) is refused.
+	limit := appsecret.MaxPublishedSize(policy.DefaultKeyringAlgorithm, time.Hour, 32, 3)
+	rot, err := keyring.New(spec(time.Hour), keyring.WithLogger(slog.New(slog.NewTextHandler(e.logs, nil))),
+		keyring.WithValueLimit(limit, "the test store's limit"))
+	require.NoError(t, err)
+	e.target.Rotator = rot
+	require.Equal(t, state.RunSucceeded, e.run(rotation.Options{Wait: true}).Status, "a first ring: two keys")
+	e.addClients(true)
+	require.Equal(t, state.RunSucceeded, e.run(rotation.Options{Wait: true}).Status, "three keys fit")
+	before := e.published()
+	require.Len(t, before.Keys, 3)
+	v0, err := e.store.Read(e.ctx, rotation.ReadRequest{Path: storePath})
+	require.NoError(t, err)
+
+	res := e.run(rotation.Options{Wait: true})
+	require.Equal(t, state.RunFailed, res.Status, "%+v", res)
+	require.Equal(t, state.StepGenerate, res.Step, "failed at generate, before publish: %+v", res)
+	require.ErrorContains(t, res.Err, "the new ring would hold 4 keys")
+	require.ErrorContains(t, res.Err, fmt.Sprintf("above the test store's limit (%d bytes): nothing was published", limit))
+	v1, err := e.store.Read(e.ctx, rotation.ReadRequest{Path: storePath})
+	require.NoError(t, err)
+	_, err = rot.Generate(e.ctx, rotation.GenerateRequest{SecretID: secretID, RunID: "r", Published: &v1.Credential})
+	require.True(t, rotation.IsPermanent(err), "the engine does not retry it: %v", err)
+	require.Equal(t, v0.Number, v1.Number, "nothing was published")
+	require.Equal(t, before.KeyIDs(), e.published().KeyIDs())
+	for _, c := range e.clients {
+		_, err := c.ring.Refresh(e.ctx)
+		require.NoError(t, err)
+	}
+	e.crossVerify("after the refused rotation")
+	require.NoError(t, rot.Test(e.ctx, rotation.TestRequest{SecretID: secretID, Credential: v1.Credential}), "the published ring works")
+	e.noKeys(before)
+}

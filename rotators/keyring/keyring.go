@@ -25,6 +25,10 @@ type Rotator struct {
 	rand io.Reader
 	now  func() time.Time
 	log  *slog.Logger
+	// limit is the most bytes one secret value may hold in the stores
+	// the ring is published to (0: no limit), limitWhat says whose.
+	limit     int
+	limitWhat string
 }
 
 var (
@@ -41,6 +45,14 @@ func WithRand(r io.Reader) Option { return func(k *Rotator) { k.rand = r } }
 
 // WithClock sets the clock (default time.Now).
 func WithClock(now func() time.Time) Option { return func(k *Rotator) { k.now = now } }
+
+// WithValueLimit sets the most bytes one secret value may hold in the
+// stores the ring is published to (policy.File.PublishLimit), and what
+// that limit is, for messages: Generate refuses a ring whose published
+// value would be larger, before anything is published.
+func WithValueLimit(limit int, what string) Option {
+	return func(k *Rotator) { k.limit, k.limitWhat = limit, what }
+}
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(k *Rotator) { k.log = l } }
@@ -203,6 +215,15 @@ func (k *Rotator) Generate(ctx context.Context, req rotation.GenerateRequest) (r
 	doc, err := ring.Encode()
 	if err != nil {
 		return rotation.GenerateResponse{}, fmt.Errorf("keyring %s: %w", req.SecretID, err)
+	}
+	if n := appsecret.PublishedSize(doc); k.limit > 0 && n > k.limit {
+		// Every publish would fail: refuse before anything is published.
+		// The published ring is left as it is and keeps working; its
+		// accepted keys leave as their ends pass, so a later run fits.
+		return rotation.GenerateResponse{}, rotation.Permanent(fmt.Errorf("keyring %s: the new ring would hold %d keys, %d bytes published, above %s (%d bytes): "+
+			"nothing was published and the published ring stays in use; the ring grows when rotations come faster than keys expire "+
+			"(a key stays max_token_lifetime %s after the rotation that follows the one it stopped signing at): wait until older keys have expired, or shorten max_token_lifetime",
+			req.SecretID, len(ring.Keys), n, k.limitWhat, k.limit, k.lifetime()))
 	}
 	signing, _ := ring.Signing()
 	c := rotation.Credential{Secret: secret.New(doc), Field: k.field(), KeyID: signing.ID}

@@ -168,3 +168,35 @@ func TestDefaultSizeIsTheHashLength(t *testing.T) {
 		require.Equal(t, alg, ring.Algorithm)
 	}
 }
+
+// MaxPublishedSize, which the policy checks, bounds the published size
+// of every ring Generate makes with as many keys, for each algorithm and
+// key size, and grows by one key's worth per key.
+func TestMaxPublishedSizeBoundsRealRings(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		alg  string
+		size int
+	}{{"HS256", 32}, {"HS384", 48}, {"HS512", 1024}} {
+		sp := spec(24 * time.Hour)
+		sp.Algorithm, sp.Size = tc.alg, tc.size
+		now := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
+		k, err := keyring.New(sp, keyring.WithClock(func() time.Time { return now }))
+		require.NoError(t, err)
+		var published *rotation.Credential
+		for i := range 12 {
+			res, err := k.Generate(context.Background(), rotation.GenerateRequest{SecretID: "s", RunID: "r", Published: published})
+			require.NoError(t, err)
+			doc := res.Credential.Secret.Reveal()
+			ring, err := appsecret.ParseRing(doc)
+			require.NoError(t, err)
+			require.LessOrEqual(t, appsecret.PublishedSize(doc), appsecret.MaxPublishedSize(tc.alg, 24*time.Hour, tc.size, len(ring.Keys)), "%s, %d keys", tc.alg, len(ring.Keys))
+			c := res.Credential
+			published = &c
+			now = now.Add(time.Hour + time.Duration(i)*time.Nanosecond)
+		}
+		step := appsecret.MaxPublishedSize(tc.alg, time.Hour, tc.size, 11) - appsecret.MaxPublishedSize(tc.alg, time.Hour, tc.size, 10)
+		require.Greater(t, step, tc.size*4/3, "a key's worth: its base64 and its fields")
+		require.Less(t, step, tc.size*4/3+300)
+	}
+}

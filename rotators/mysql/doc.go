@@ -3,8 +3,17 @@
 // privileges of one role. It implements rotation.Rotator; New builds a
 // Rotator from a policy.MySQLSpec and the admin DSN (a go-sql-driver DSN),
 // Validate checks a spec without I/O. Tested on MariaDB 10.11; it needs
-// MariaDB 10.4 or later (mysql.global_priv, ACCOUNT LOCK). MySQL 8 keeps
+// MariaDB 10.4.2 or later (mysql.global_priv, ACCOUNT LOCK). MySQL 8 keeps
 // its accounts in mysql.user and is not supported yet.
+//
+// # The server check
+//
+// The first use of the admin pool (Init, or any step) sends
+// SELECT VERSION(), @@version_comment before anything else, once per
+// pool. A server that is not MariaDB, or a MariaDB older than 10.4.2, is
+// refused with a permanent error that names it by address (never the
+// DSN), says what it reported and what is supported; a check that fails
+// otherwise (the server is down) runs again on the next use.
 //
 // # Blue/green users
 //

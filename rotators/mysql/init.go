@@ -37,7 +37,7 @@ func (r InitReport) String() string {
 // application's privileges are granted to the role, by hand.
 func (r *Rotator) Init(ctx context.Context) (InitReport, error) {
 	rep := InitReport{Role: r.role, Host: r.host}
-	db, err := r.admin()
+	db, err := r.admin(ctx)
 	if err != nil {
 		return rep, err
 	}

@@ -43,9 +43,11 @@ type Rotator struct {
 	rnd    io.Reader
 	logger *slog.Logger
 
-	mu     sync.Mutex
-	db     *sql.DB
-	closed bool
+	mu       sync.Mutex
+	db       *sql.DB
+	closed   bool
+	checked  bool          // the server behind db passed checkServer
+	checking chan struct{} // closed when the running check ends
 }
 
 var _ rotation.Rotator = (*Rotator)(nil)
@@ -173,24 +175,57 @@ func (r *Rotator) Close() {
 	}
 }
 
-// admin returns the admin connection pool, created on first use (creating
-// it does no I/O).
-func (r *Rotator) admin() (*sql.DB, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return nil, rotation.Permanent(errors.New("mysql rotator is closed"))
-	}
-	if r.db == nil {
-		c, err := driver.NewConnector(r.adminCfg)
-		if err != nil {
-			return nil, rotation.Permanent(fmt.Errorf("mysql: %s: %w", r.adminRef, r.scrub(err)))
+// admin returns the admin connection pool, created on first use. The
+// first call that gets it asks the server what it is (checkServer), once
+// per pool: a server that is not a supported MariaDB is refused there,
+// before any other statement, with a permanent error. A check that fails
+// for another reason (the server is down) runs again on the next call.
+// Concurrent first calls wait for one check; r.mu is not held across it.
+func (r *Rotator) admin(ctx context.Context) (*sql.DB, error) {
+	for {
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return nil, rotation.Permanent(errClosed)
 		}
-		r.db = sql.OpenDB(c)
-		r.db.SetMaxOpenConns(3)
-		r.db.SetConnMaxIdleTime(time.Minute)
+		if r.db == nil {
+			c, err := driver.NewConnector(r.adminCfg)
+			if err != nil {
+				r.mu.Unlock()
+				return nil, rotation.Permanent(fmt.Errorf("mysql: %s: %w", r.adminRef, r.scrub(err)))
+			}
+			r.db = sql.OpenDB(c)
+			r.db.SetMaxOpenConns(3)
+			r.db.SetConnMaxIdleTime(time.Minute)
+		}
+		db, checked, wait := r.db, r.checked, r.checking
+		if checked {
+			r.mu.Unlock()
+			return db, nil
+		}
+		if wait != nil {
+			r.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		wait = make(chan struct{})
+		r.checking = wait
+		r.mu.Unlock()
+
+		err := r.checkServer(ctx, db)
+		r.mu.Lock()
+		r.checking, r.checked = nil, err == nil
+		r.mu.Unlock()
+		close(wait)
+		if err != nil {
+			return nil, err
+		}
+		return db, nil
 	}
-	return r.db, nil
 }
 
 // MariaDB error numbers rotator tells apart.
@@ -313,7 +348,7 @@ var ErrStandbyInUse = errors.New("standby in use")
 // logs in with it. The password reaches the server only as its
 // mysql_native_password hash. Calling it again re-keys the same user.
 func (r *Rotator) Generate(ctx context.Context, req rotation.GenerateRequest) (rotation.GenerateResponse, error) {
-	db, err := r.admin()
+	db, err := r.admin(ctx)
 	if err != nil {
 		return rotation.GenerateResponse{}, err
 	}
@@ -424,7 +459,7 @@ func (r *Rotator) login(ctx context.Context, user string, password secret.Value)
 // forget waits until connection id (what, for messages) has left
 // PROCESSLIST, and kills it when it lingers.
 func (r *Rotator) forget(ctx context.Context, id int64, what string) error {
-	db, err := r.admin()
+	db, err := r.admin(ctx)
 	if err != nil {
 		return err
 	}
@@ -468,6 +503,12 @@ func (r *Rotator) forget(ctx context.Context, id int64, what string) error {
 // Test logs in with the credential and runs SELECT 1.
 func (r *Rotator) Test(ctx context.Context, req rotation.TestRequest) error {
 	c := req.Credential
+	// The server check first (login ends with the admin pool anyway): a
+	// server that is not a supported MariaDB is reported as such, not as
+	// a failed login.
+	if _, err := r.admin(ctx); err != nil {
+		return err
+	}
 	if err := r.login(ctx, c.Username, c.Secret); err != nil {
 		return fmt.Errorf("test credential %s: %w", c.Meta(), scrub(err, c.Secret.Reveal()))
 	}
@@ -482,7 +523,7 @@ func (r *Rotator) Clients(ctx context.Context, req rotation.ClientsRequest) (rot
 	if old == "" {
 		return rotation.ClientsResponse{}, nil
 	}
-	db, err := r.admin()
+	db, err := r.admin(ctx)
 	if err != nil {
 		return rotation.ClientsResponse{}, err
 	}
@@ -518,7 +559,7 @@ func (r *Rotator) Retire(ctx context.Context, req rotation.RetireRequest) error 
 		return err
 	}
 	if req.Terminate {
-		db, err := r.admin()
+		db, err := r.admin(ctx)
 		if err != nil {
 			return err
 		}
@@ -583,7 +624,7 @@ func (r *Rotator) Restore(ctx context.Context, req rotation.RestoreRequest) erro
 	if !r.inPair(old) {
 		return rotation.Permanent(fmt.Errorf("restore: refusing to unlock %q: it is not %s or %s", old, r.blue(), r.green()))
 	}
-	db, err := r.admin()
+	db, err := r.admin(ctx)
 	if err != nil {
 		return err
 	}
@@ -622,7 +663,7 @@ func (r *Rotator) Discard(ctx context.Context, req rotation.DiscardRequest) erro
 // (f.Token set), it always sends the fenced statement, so that a refusal
 // is seen and the marker moves. A user that does not exist is left alone.
 func (r *Rotator) setLocked(ctx context.Context, user string, lock bool, action string, f rotation.Fence) error {
-	db, err := r.admin()
+	db, err := r.admin(ctx)
 	if err != nil {
 		return err
 	}
