@@ -10,9 +10,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/rotator/rotator/daemon"
 	"github.com/rotator/rotator/internal/derive"
 	"github.com/rotator/rotator/internal/seal"
+	"github.com/rotator/rotator/internal/secret"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
 	"github.com/rotator/rotator/rotators/apikey"
@@ -140,6 +143,16 @@ type wiring struct {
 	serial uint64
 	// pgPools shares one admin pool per Postgres server among secrets.
 	pgPools *postgres.Pools
+	// awsCreds is the credentials provider of the first AWS client built
+	// (an awsiam rotator or an awssm store), for awsRedact.
+	awsCreds aws.CredentialsProvider
+
+	// awsMu guards what follows, apart from mu: retrieving credentials
+	// may call a process or AWS.
+	awsMu sync.Mutex
+	// awsDone: awsSecrets holds rotator's own AWS secrets, retrieved once.
+	awsDone    bool
+	awsSecrets []secret.Value
 }
 
 func newWiring(f *policy.File, logger *slog.Logger) *wiring {
@@ -201,7 +214,12 @@ func (w *wiring) store(ctx context.Context, name string) (rotation.Store, error)
 			s = v
 		}
 	case spec.AWSSM != nil:
-		s, err = awssm.New(ctx, awssm.Config{Spec: spec.AWSSM, Logger: w.logger})
+		var a *awssm.Store
+		a, err = awssm.New(ctx, awssm.Config{Spec: spec.AWSSM, Logger: w.logger})
+		if err == nil {
+			w.noteAWSCredentials(a.Credentials())
+			s = a
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store %q (%s, defined at %s): %w", name, spec.Type(), spec.Pos, err)
@@ -321,6 +339,7 @@ func (w *wiring) Target(ctx context.Context, s *policy.SecretSpec) (rotation.Tar
 		release()
 		return t, nil, err
 	}
+	t.Redact = append(t.Redact, w.awsRedact(ctx)...)
 	return t, release, nil
 }
 

@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +24,7 @@ import (
 
 	"github.com/rotator/rotator/internal/mototest"
 	"github.com/rotator/rotator/internal/pgtest"
+	"github.com/rotator/rotator/internal/secret"
 )
 
 // An IAM user's access keys rotated from a policies file through the CLI,
@@ -61,7 +65,8 @@ secrets:
     grace: 30s
     monitor: 0s
 `
-	e := newEnv(t, pgtest.NewDatabase(t), policy, "AWS_ACCESS_KEY_ID="+srv.AdminKeyID, "AWS_SECRET_ACCESS_KEY="+srv.AdminSecret,
+	stateDSN := pgtest.NewDatabase(t)
+	e := newEnv(t, stateDSN, policy, "AWS_ACCESS_KEY_ID="+srv.AdminKeyID, "AWS_SECRET_ACCESS_KEY="+srv.AdminSecret,
 		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null")
 	e.must("validate")
 	e.must("migrate")
@@ -133,11 +138,29 @@ secrets:
 	require.Equal(t, types.StatusType(""), status(v2["access_key_id"]), "the key a person deactivated was deleted")
 	require.Equal(t, types.StatusTypeInactive, status(v1["access_key_id"]))
 
+	// After four runs (one refused), a check and a rollback, neither the
+	// CLI's output nor the state database holds a generated secret access
+	// key or the admin's own, in any form.
+	dump := stateDump(t, stateDSN)
+	require.Contains(t, dump, "aws/app", "the dump holds the secret's rows")
+	require.Contains(t, dump, v3["access_key_id"], "the dump holds the runs (key ids are not secret)")
 	for _, s := range []string{aws.ToString(k0.AccessKey.SecretAccessKey), v1["secret_access_key"], v2["secret_access_key"], v3["secret_access_key"], srv.AdminSecret} {
 		for _, o := range []result{out1, out2, chk, rb, refused, out3} {
 			require.NotContains(t, o.stdout+o.stderr, s, "a secret access key in the CLI's output")
 		}
+		for _, f := range secretForms(s) {
+			require.NotContains(t, dump, f, "a secret access key in the state database")
+		}
 	}
+}
+
+// secretForms is s as written, %-escaped, JSON-escaped, in base64 (a
+// secret access key may hold / and +) and in hex (how a dump shows a
+// bytea column, such as the sealed credential).
+func secretForms(s string) []string {
+	j, _ := json.Marshal(s)
+	return []string{s, url.QueryEscape(s), url.PathEscape(s), string(j[1 : len(j)-1]),
+		base64.StdEncoding.EncodeToString([]byte(s)), base64.RawURLEncoding.EncodeToString([]byte(s)), hex.EncodeToString([]byte(s))}
 }
 
 // A run whose publish fails after generate (one store cannot be written,
@@ -251,4 +274,67 @@ secrets:
 	require.Len(t, keys(), 2)
 	_, err = sts.NewFromConfig(mototest.ConfigWithKey(srv.URL, v3["access_key_id"], v3["secret_access_key"])).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	require.NoError(t, err)
+}
+
+// rotator's own AWS key from the shared credentials file, through a
+// credential_process, is redacted like one from the environment: the SDK
+// quotes the whole output of a credential process it cannot parse in its
+// error. The process answers a valid key the first time and, when the
+// key (already expired) is refreshed for the first IAM call, the same key
+// in output the SDK cannot parse (an Expiration that is no time). The
+// run fails with that error; neither the CLI's output nor the state
+// database holds the key, in any form.
+func TestCLIAWSIAMRedactsSharedFileCredentials(t *testing.T) {
+	ctx := context.Background()
+	srv := mototest.NewIAMAuth(t)
+	admin := iam.NewFromConfig(srv.AdminConfig())
+	user := "rt-cli-shared"
+	_, err := admin.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String(user)})
+	require.NoError(t, err)
+	_, err = admin.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(user)})
+	require.NoError(t, err)
+
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	script := filepath.Join(dir, "creds.sh")
+	good, err := json.Marshal(map[string]any{"Version": 1, "AccessKeyId": srv.AdminKeyID, "SecretAccessKey": srv.AdminSecret, "Expiration": "2000-01-01T00:00:00Z"})
+	require.NoError(t, err)
+	bad, err := json.Marshal(map[string]any{"Version": 1, "AccessKeyId": srv.AdminKeyID, "SecretAccessKey": srv.AdminSecret, "Expiration": "in an hour"})
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(script, []byte("#!/bin/sh\n"+
+		"if [ -e '"+calls+"' ]; then echo '"+string(bad)+"'; else touch '"+calls+"'; echo '"+string(good)+"'; fi\n"), 0o700))
+	credentials := filepath.Join(dir, "credentials")
+	require.NoError(t, os.WriteFile(credentials, []byte("[default]\ncredential_process = "+script+"\n"), 0o600))
+
+	policy := `version: 1
+stores:
+  - name: local
+    files: {dir: secrets}
+secrets:
+  - id: aws/app
+    class: api_key
+    rotator:
+      awsiam: {user: ` + user + `, region: us-east-1, endpoint: "` + srv.URL + `"}
+    publish:
+      - {store: local, path: aws/app.json}
+    checks: [{delay: 1s}]
+    retry: {attempts: 1}
+`
+	stateDSN := pgtest.NewDatabase(t)
+	e := newEnv(t, stateDSN, policy, "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_SESSION_TOKEN=", "AWS_PROFILE=",
+		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE="+credentials)
+	e.must("migrate")
+	r := e.run(nil, "run", "--secret", "aws/app")
+	out := r.stdout + r.stderr
+	require.NotEqual(t, 0, r.code, out)
+	require.Contains(t, out, "parse failed of process output", "the run failed on the key's refresh, with the SDK's error")
+	require.Contains(t, out, secret.Redacted, "the key was there, and was redacted")
+	hist := e.must("history", "--secret", "aws/app")
+	dump := stateDump(t, stateDSN)
+	require.Contains(t, dump, "parse failed of process output", "the journal holds the error")
+	for _, f := range secretForms(srv.AdminSecret) {
+		require.NotContains(t, out, f, "rotator's own secret access key in the CLI's output")
+		require.NotContains(t, hist.stdout+hist.stderr, f, "rotator's own secret access key in history")
+		require.NotContains(t, dump, f, "rotator's own secret access key in the state database")
+	}
 }

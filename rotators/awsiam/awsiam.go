@@ -169,6 +169,10 @@ func New(ctx context.Context, cfg Config) (*Rotator, error) {
 // User is the rotated IAM user.
 func (r *Rotator) User() string { return r.user }
 
+// Credentials is the provider of the rotator's own AWS credentials, the
+// one its IAM and STS clients sign with (for the caller's redaction).
+func (r *Rotator) Credentials() aws.CredentialsProvider { return r.aws.Credentials }
+
 // key is one access key of the user, as ListAccessKeys lists it.
 type key struct {
 	id      string

@@ -63,6 +63,7 @@ type Config struct {
 // the package documentation for the label mapping and idempotency.
 type Store struct {
 	client   *secretsmanager.Client
+	creds    aws.CredentialsProvider
 	region   string
 	endpoint string // for messages
 	create   bool
@@ -176,6 +177,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	return &Store{
 		client:   client,
+		creds:    awsCfg.Credentials,
 		region:   awsCfg.Region,
 		endpoint: endpoint,
 		create:   spec.Create == nil || *spec.Create,
@@ -184,6 +186,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		log:      log.With("store", "awssm", "region", awsCfg.Region),
 	}, nil
 }
+
+// Credentials is the provider of the store's own AWS credentials, the
+// one its client signs with (for the caller's redaction).
+func (s *Store) Credentials() aws.CredentialsProvider { return s.creds }
 
 // secretState is what DescribeSecret says about a secret's labels.
 type secretState struct {
