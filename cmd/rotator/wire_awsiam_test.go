@@ -24,7 +24,6 @@ import (
 
 	"github.com/rotator/rotator/internal/mototest"
 	"github.com/rotator/rotator/internal/pgtest"
-	"github.com/rotator/rotator/internal/secret"
 )
 
 // An IAM user's access keys rotated from a policies file through the CLI,
@@ -276,13 +275,15 @@ secrets:
 	require.NoError(t, err)
 }
 
-// rotator's own AWS key from the shared credentials file, through a
-// credential_process, is redacted like one from the environment: the SDK
-// quotes the whole output of a credential process it cannot parse in its
-// error. The process answers a valid key the first time and, when the
-// key (already expired) is refreshed for the first IAM call, the same key
-// in output the SDK cannot parse (an Expiration that is no time). The
-// run fails with that error; neither the CLI's output nor the state
+// TestCLIAWSIAMRedactsSharedFileCredentials: rotator's own AWS key from
+// the shared credentials file, through a credential_process, never shows:
+// the SDK quotes the whole output of a credential process it cannot parse
+// in its error, and rotator withholds that error (internal/awscreds). The
+// process answers output the SDK cannot parse (an Expiration that is no
+// time), holding the key, either at once ("first": rotator never had the
+// key to redact it) or when the key, answered valid and already expired
+// the first time, is refreshed for the first IAM call ("refresh"). The
+// run fails and says why; neither the CLI's output, history nor the state
 // database holds the key, in any form.
 func TestCLIAWSIAMRedactsSharedFileCredentials(t *testing.T) {
 	ctx := context.Background()
@@ -293,20 +294,22 @@ func TestCLIAWSIAMRedactsSharedFileCredentials(t *testing.T) {
 	require.NoError(t, err)
 	_, err = admin.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(user)})
 	require.NoError(t, err)
-
-	dir := t.TempDir()
-	calls := filepath.Join(dir, "calls")
-	script := filepath.Join(dir, "creds.sh")
 	good, err := json.Marshal(map[string]any{"Version": 1, "AccessKeyId": srv.AdminKeyID, "SecretAccessKey": srv.AdminSecret, "Expiration": "2000-01-01T00:00:00Z"})
 	require.NoError(t, err)
 	bad, err := json.Marshal(map[string]any{"Version": 1, "AccessKeyId": srv.AdminKeyID, "SecretAccessKey": srv.AdminSecret, "Expiration": "in an hour"})
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(script, []byte("#!/bin/sh\n"+
-		"if [ -e '"+calls+"' ]; then echo '"+string(bad)+"'; else touch '"+calls+"'; echo '"+string(good)+"'; fi\n"), 0o700))
-	credentials := filepath.Join(dir, "credentials")
-	require.NoError(t, os.WriteFile(credentials, []byte("[default]\ncredential_process = "+script+"\n"), 0o600))
 
-	policy := `version: 1
+	for _, c := range []struct{ name, first string }{{"first", string(bad)}, {"refresh", string(good)}} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			calls := filepath.Join(dir, "calls")
+			script := filepath.Join(dir, "creds.sh")
+			require.NoError(t, os.WriteFile(script, []byte("#!/bin/sh\n"+
+				"if [ -e '"+calls+"' ]; then echo '"+string(bad)+"'; else touch '"+calls+"'; echo '"+c.first+"'; fi\n"), 0o700))
+			credentials := filepath.Join(dir, "credentials")
+			require.NoError(t, os.WriteFile(credentials, []byte("[default]\ncredential_process = "+script+"\n"), 0o600))
+
+			policy := `version: 1
 stores:
   - name: local
     files: {dir: secrets}
@@ -320,21 +323,22 @@ secrets:
     checks: [{delay: 1s}]
     retry: {attempts: 1}
 `
-	stateDSN := pgtest.NewDatabase(t)
-	e := newEnv(t, stateDSN, policy, "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_SESSION_TOKEN=", "AWS_PROFILE=",
-		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE="+credentials)
-	e.must("migrate")
-	r := e.run(nil, "run", "--secret", "aws/app")
-	out := r.stdout + r.stderr
-	require.NotEqual(t, 0, r.code, out)
-	require.Contains(t, out, "parse failed of process output", "the run failed on the key's refresh, with the SDK's error")
-	require.Contains(t, out, secret.Redacted, "the key was there, and was redacted")
-	hist := e.must("history", "--secret", "aws/app")
-	dump := stateDump(t, stateDSN)
-	require.Contains(t, dump, "parse failed of process output", "the journal holds the error")
-	for _, f := range secretForms(srv.AdminSecret) {
-		require.NotContains(t, out, f, "rotator's own secret access key in the CLI's output")
-		require.NotContains(t, hist.stdout+hist.stderr, f, "rotator's own secret access key in history")
-		require.NotContains(t, dump, f, "rotator's own secret access key in the state database")
+			stateDSN := pgtest.NewDatabase(t)
+			e := newEnv(t, stateDSN, policy, "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_SESSION_TOKEN=", "AWS_PROFILE=",
+				"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE="+credentials)
+			e.must("migrate")
+			r := e.run(nil, "run", "--secret", "aws/app")
+			out := r.stdout + r.stderr
+			require.NotEqual(t, 0, r.code, out)
+			require.Contains(t, out, "credential_process answered output the AWS SDK cannot parse", "the run failed on the process's answer, and says so")
+			hist := e.must("history", "--secret", "aws/app")
+			dump := stateDump(t, stateDSN)
+			require.Contains(t, dump, "credential_process answered output", "the journal holds the error")
+			for _, f := range secretForms(srv.AdminSecret) {
+				require.NotContains(t, out, f, "rotator's own secret access key in the CLI's output")
+				require.NotContains(t, hist.stdout+hist.stderr, f, "rotator's own secret access key in history")
+				require.NotContains(t, dump, f, "rotator's own secret access key in the state database")
+			}
+		})
 	}
 }

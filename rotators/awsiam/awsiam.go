@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
+	"github.com/rotator/rotator/internal/awscreds"
 	"github.com/rotator/rotator/internal/readagain"
 	"github.com/rotator/rotator/internal/secret"
 	"github.com/rotator/rotator/policy"
@@ -126,6 +127,8 @@ func New(ctx context.Context, cfg Config) (*Rotator, error) {
 		}
 		ac = c
 	}
+	// A credential process's unparsable output stays out of every error.
+	ac.Credentials = awscreds.Wrap(ac.Credentials)
 	if spec.Region != "" {
 		ac.Region = spec.Region
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"github.com/rotator/rotator/internal/awscreds"
 	"github.com/rotator/rotator/internal/readagain"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
@@ -151,7 +152,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if awsCfg.Credentials == nil {
 		awsCfg.Credentials = noCredentials{}
 	}
-	awsCfg.Credentials = markCredentials{awsCfg.Credentials}
+	awsCfg.Credentials = markCredentials{awscreds.Wrap(awsCfg.Credentials)}
 
 	endpoint := "the Secrets Manager endpoint of " + awsCfg.Region + " (https://secretsmanager." + awsCfg.Region +
 		".amazonaws.com unless AWS_ENDPOINT_URL_SECRETS_MANAGER or AWS_ENDPOINT_URL says otherwise)"
