@@ -7,7 +7,9 @@
 #      each, which syncs the schedule): ROUNDS rounds, the sizes
 #      interleaved in each round so that a busy machine slows them alike;
 #      wall time and peak RSS (/usr/bin/time %M) of every run, and the
-#      ratio of the medians against 10 secrets.
+#      ratio of the medians against 10 secrets; then, for each size, the
+#      first tick after a change of the file (a comment appended), which
+#      loads the file and syncs every due time again.
 #   2. The daemon with DAEMON_N secrets (default 100,000; per-secret
 #      series off, the default above 1,000 secrets): time to /readyz, the
 #      first round of published-credential checks, CPU over IDLE seconds
@@ -119,6 +121,15 @@ base = statistics.median(wall[sizes[0]])
 for n in sizes[1:]:
     print(f"BenchmarkRunDueNothingDue/ratio-{n}-vs-{sizes[0]} 1 {statistics.median(wall[n]) / base:.3f} x")
 PY
+  # The first tick after a change of the file (a comment appended: a new
+  # content hash) loads and validates every secret and syncs every due
+  # time again: what a CronJob's memory limit must allow for.
+  echo "run --due, the first tick after a change of the policies file"
+  for n in $SIZES; do
+    echo "# changed $(date)" >> "$WORK/n$n/policies.yaml"
+    read -r ns kb < <(tick "$n")
+    echo "BenchmarkRunDueAfterChange/secrets=$n 1 $ns ns/op $((kb * 1024)) peak-RSS-B" | tee -a "$OUT"
+  done
 fi
 
 if [ "$DAEMON_N" -gt 0 ]; then
