@@ -86,9 +86,9 @@ func TestKeyringRingSize(t *testing.T) {
 		{"fits AWS", "interval: 24h", "24h", "64", "aws", ""},
 		{"1024-byte keys, hourly, a month's tokens", "interval: 1h", "720h", "1024", "aws",
 			"policies.yaml:13:29: secrets[0].rotator.keyring.max_token_lifetime: the ring can outgrow store aws (publish[1]): " +
-				"with max_token_lifetime 720h0m0s and interval 1h0m0s it can hold 722 keys of 1024 bytes"},
+				"with max_token_lifetime 720h0m0s and interval 1h0m0s it can hold 723 keys of 1024 bytes"},
 		{"above AWS's limit", "interval: 1h", "48h", "1024", "aws", "above AWS Secrets Manager's limit on a secret value (65536 bytes)"},
-		{"hourly cron", `cron: "0 * * * *"`, "72h", "1024", "aws", `cron "0 * * * *" can run it every 1h0m0s it can hold 74 keys`},
+		{"hourly cron", `cron: "0 * * * *"`, "72h", "1024", "aws", `cron "0 * * * *" can run it every 1h0m0s it can hold 75 keys`},
 		{"hourly cron, a day's tokens", `cron: "0 * * * *"`, "24h", "1024", "aws", ""},
 		{"files: no limit", "interval: 1h", "720h", "1024", "local", ""},
 		{"Vault's limit is larger", "interval: 1h", "48h", "1024", "vault", ""},

@@ -3,6 +3,7 @@ package keyring_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -199,4 +200,51 @@ func TestMaxPublishedSizeBoundsRealRings(t *testing.T) {
 		require.Greater(t, step, tc.size*4/3, "a key's worth: its base64 and its fields")
 		require.Less(t, step, tc.size*4/3+300)
 	}
+}
+
+// A ring the policy accepts for a store fits it: rotated on its schedule
+// for longer than its lifetime (the ring's steady state), every ring
+// Generate makes is published within the store's limit. The lifetimes
+// tried run across the AWS limit for hourly 1024-byte keys.
+func TestValidatedRingsFitTheirStore(t *testing.T) {
+	t.Parallel()
+	const doc = `version: 1
+stores: [{name: aws, awssm: {region: eu-west-1}}]
+secrets:
+  - id: auth/jwt
+    class: admin_token
+    interval: 1h
+    rotator: {keyring: {max_token_lifetime: LIFE, size: 1024}}
+    publish: [{store: aws, path: auth/jwt}]
+    checks: [{delay: 2m}]
+    on_timeout: hold
+`
+	accepted := 0
+	for hours := 30; hours <= 50; hours++ {
+		life := time.Duration(hours) * time.Hour
+		f, err := policy.Parse("policies.yaml", []byte(strings.ReplaceAll(doc, "LIFE", life.String())))
+		if err != nil {
+			require.ErrorContains(t, err, "the ring can outgrow store aws")
+			continue
+		}
+		accepted++
+		s := f.Secrets[0]
+		now := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
+		k, err := keyring.New(s.Rotator.Keyring, keyring.WithClock(func() time.Time { return now }))
+		require.NoError(t, err)
+		var published *rotation.Credential
+		for range hours + 5 {
+			res, err := k.Generate(context.Background(), rotation.GenerateRequest{SecretID: s.ID, RunID: "r", Published: published})
+			require.NoError(t, err)
+			d := res.Credential.Secret.Reveal()
+			ring, err := appsecret.ParseRing(d)
+			require.NoError(t, err)
+			require.LessOrEqual(t, appsecret.PublishedSize(d), policy.AWSSMValueLimit,
+				"max_token_lifetime %s, interval 1h: the policy accepted it, a ring of %d keys does not fit", life, len(ring.Keys))
+			c := res.Credential
+			published = &c
+			now = now.Add(time.Hour)
+		}
+	}
+	require.Positive(t, accepted)
 }
