@@ -109,3 +109,15 @@ func TestKeyringRingSize(t *testing.T) {
 		})
 	}
 }
+
+// A derived field that repeats the ring shares the store's limit with it:
+// a ring that fits alone is refused with it, and the error says so.
+func TestKeyringRingSizeCountsDerivedCopies(t *testing.T) {
+	t.Parallel()
+	doc := strings.NewReplacer("SCHEDULE", "interval: 1h", "LIFE", "24h", "SIZE", "1024", "STORE", "aws").Replace(keyringSizePolicy)
+	_, err := Parse("policies.yaml", []byte(doc))
+	require.NoError(t, err, "the ring alone fits")
+	doc = strings.Replace(doc, "{store: aws, path: auth/jwt}", `{store: aws, path: auth/jwt, derive: {ring_env: "JWT_KEYRING={keyring}"}}`, 1)
+	_, err = Parse("policies.yaml", []byte(doc))
+	require.ErrorContains(t, err, "above AWS Secrets Manager's limit on a secret value (65536 bytes), shared with 1 derived field(s) of publish[1] that repeat the secret")
+}
