@@ -1,5 +1,13 @@
 package policy
 
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/rotator/rotator/appsecret"
+	"github.com/rotator/rotator/internal/derive"
+)
+
 // The most bytes a store takes in one secret value.
 const (
 	// AWSSMValueLimit: AWS Secrets Manager's quota on a secret value
@@ -26,9 +34,10 @@ func ValueLimit(st *StoreSpec) (int, string) {
 	return 0, ""
 }
 
-// PublishLimit is the smallest ValueLimit among the stores s publishes
-// to: the limit, what it is, the store's name and the index of its
-// publish entry; limit 0 when none has one.
+// PublishLimit is the smallest limit among the stores s publishes to,
+// on what the secret alone may take of one secret value (see
+// File.PublishLimit): the limit, what it is, the store's name and the
+// index of its publish entry; limit 0 when none has one.
 type PublishLimit struct {
 	Limit int
 	What  string
@@ -36,10 +45,17 @@ type PublishLimit struct {
 	Index int
 }
 
-// PublishLimit returns the smallest limit on one secret value among the
-// stores s publishes to (Limit 0: none).
+// PublishLimit returns the smallest limit among the stores s publishes
+// to (Limit 0: none), as a bound on appsecret.PublishedSize of the
+// secret: a store's ValueLimit, less what the entry's derived fields
+// take when they repeat the secret. Each {secret} of a plain template
+// adds the secret again, as a JSON string like its own field; one in a
+// URL adds it percent-escaped, at most three bytes for each of its
+// bytes (every byte of a JSON string is at least one); the templates'
+// names and literal text count as written and JSON-escaped.
 func (f *File) PublishLimit(s *SecretSpec) PublishLimit {
 	var out PublishLimit
+	_, secretName := DerivePlaceholders(s.Rotator)
 	for i, p := range s.Publish {
 		if p == nil {
 			continue
@@ -48,8 +64,42 @@ func (f *File) PublishLimit(s *SecretSpec) PublishLimit {
 			if st == nil || st.Name != p.Store {
 				continue
 			}
-			if n, what := ValueLimit(st); n > 0 && (out.Limit == 0 || n < out.Limit) {
-				out = PublishLimit{Limit: n, What: what, Store: st.Name, Index: i}
+			n, what := ValueLimit(st)
+			if n <= 0 {
+				continue
+			}
+			copies, extra, fields := 1, 0, 0
+			for _, name := range sortedKeys(p.Derive) {
+				t, err := derive.Parse(p.Derive[name])
+				if err != nil {
+					continue // reported by derive
+				}
+				uses := 0
+				for _, ph := range t.Placeholders() {
+					if secretName != "" && ph.Name == secretName {
+						uses++
+					}
+				}
+				if uses == 0 {
+					continue
+				}
+				fields++
+				if t.IsURL() {
+					copies += 3 * uses
+				} else {
+					copies += uses
+				}
+				nb, _ := json.Marshal(name)
+				tb, _ := json.Marshal(t.Source())
+				extra += len(nb) + len(tb) + 2 // ':' and ','
+			}
+			lim := n
+			if copies > 1 {
+				lim = (n-appsecret.PublishOverhead-extra)/copies + appsecret.PublishOverhead
+				what = fmt.Sprintf("%s (%d bytes), shared with %d derived field(s) of publish[%d] that repeat the secret", what, n, fields, i)
+			}
+			if out.Limit == 0 || lim < out.Limit {
+				out = PublishLimit{Limit: lim, What: what, Store: st.Name, Index: i}
 			}
 		}
 	}

@@ -73,8 +73,11 @@ func (v *validator) keyringSecret(path string, s *SecretSpec, class *Class) {
 // every publish would fail once it did. A key stays in the ring until
 // max_token_lifetime after the rotation that follows the one that
 // demoted it, so a ring rotated every period P holds at most
-// 2 + ceil(max_token_lifetime / P) keys (signing, next, and the accepted
-// ones). P is the interval (the secret's, else its class's) or the
+// 3 + ceil(max_token_lifetime / P) keys: signing, next, the key the
+// rotation demoted (accepted, no end yet) and the keys given an end at
+// this rotation or the ceil(max_token_lifetime / P) - 1 before it (an end
+// set at a rotation k periods ago has not passed while k*P is under
+// max_token_lifetime). P is the interval (the secret's, else its class's) or the
 // shortest gap between two times of its cron; a secret with neither is
 // rotated by hand only and not checked here. Runs started by hand more
 // often than that are caught at generate (rotators/keyring), before
@@ -113,10 +116,7 @@ func (v *validator) keyringSize(path string, s *SecretSpec, class *Class) {
 		return // the algorithm or size is wrong; reported elsewhere
 	}
 	lifetime := k.MaxTokenLifetime.D()
-	keys := 2 + int((lifetime+period-1)/period)
-	if keys < 3 {
-		keys = 3
-	}
+	keys := 3 + int((lifetime+period-1)/period)
 	worst := appsecret.MaxPublishedSize(alg, lifetime, size, keys)
 	if worst <= lim.Limit {
 		return

@@ -86,9 +86,9 @@ func TestKeyringRingSize(t *testing.T) {
 		{"fits AWS", "interval: 24h", "24h", "64", "aws", ""},
 		{"1024-byte keys, hourly, a month's tokens", "interval: 1h", "720h", "1024", "aws",
 			"policies.yaml:13:29: secrets[0].rotator.keyring.max_token_lifetime: the ring can outgrow store aws (publish[1]): " +
-				"with max_token_lifetime 720h0m0s and interval 1h0m0s it can hold 722 keys of 1024 bytes"},
+				"with max_token_lifetime 720h0m0s and interval 1h0m0s it can hold 723 keys of 1024 bytes"},
 		{"above AWS's limit", "interval: 1h", "48h", "1024", "aws", "above AWS Secrets Manager's limit on a secret value (65536 bytes)"},
-		{"hourly cron", `cron: "0 * * * *"`, "72h", "1024", "aws", `cron "0 * * * *" can run it every 1h0m0s it can hold 74 keys`},
+		{"hourly cron", `cron: "0 * * * *"`, "72h", "1024", "aws", `cron "0 * * * *" can run it every 1h0m0s it can hold 75 keys`},
 		{"hourly cron, a day's tokens", `cron: "0 * * * *"`, "24h", "1024", "aws", ""},
 		{"files: no limit", "interval: 1h", "720h", "1024", "local", ""},
 		{"Vault's limit is larger", "interval: 1h", "48h", "1024", "vault", ""},
@@ -108,4 +108,16 @@ func TestKeyringRingSize(t *testing.T) {
 			require.ErrorContains(t, err, tc.want)
 		})
 	}
+}
+
+// A derived field that repeats the ring shares the store's limit with it:
+// a ring that fits alone is refused with it, and the error says so.
+func TestKeyringRingSizeCountsDerivedCopies(t *testing.T) {
+	t.Parallel()
+	doc := strings.NewReplacer("SCHEDULE", "interval: 1h", "LIFE", "24h", "SIZE", "1024", "STORE", "aws").Replace(keyringSizePolicy)
+	_, err := Parse("policies.yaml", []byte(doc))
+	require.NoError(t, err, "the ring alone fits")
+	doc = strings.Replace(doc, "{store: aws, path: auth/jwt}", `{store: aws, path: auth/jwt, derive: {ring_env: "JWT_KEYRING={keyring}"}}`, 1)
+	_, err = Parse("policies.yaml", []byte(doc))
+	require.ErrorContains(t, err, "above AWS Secrets Manager's limit on a secret value (65536 bytes), shared with 1 derived field(s) of publish[1] that repeat the secret")
 }

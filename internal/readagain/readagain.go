@@ -4,8 +4,11 @@
 // A kept-alive connection can be closed locally while a response body is
 // still being read: the call fails with "use of closed network
 // connection" after the server answered 200 (aws/aws-sdk-go-v2#1825).
-// The AWS SDK does not retry that, since it cannot know whether a call is
-// idempotent. A read is; writes must not go through here.
+// The SDK's default retryer does send such a call again, a write too
+// (rotators/awsiam keeps CreateAccessKey, which has no idempotency token,
+// from it), but a client with another retryer or a single attempt does
+// not. A read is idempotent whatever the retryer; writes must not go
+// through here.
 package readagain
 
 import (

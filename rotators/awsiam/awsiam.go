@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
@@ -425,7 +426,12 @@ func (r *Rotator) Generate(ctx context.Context, req rotation.GenerateRequest) (r
 	if err := r.tag(ctx, TagPending, p.String()); err != nil {
 		return rotation.GenerateResponse{}, err
 	}
-	out, err := r.iam.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(r.user)})
+	// Sent again only when IAM throttled it: a call whose answer was lost
+	// may have made a key, and a second one would make another
+	// (throttledOnly). The next try of the run deletes such a key (stray).
+	out, err := r.iam.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(r.user)}, func(o *iam.Options) {
+		o.Retryer = throttledOnly{o.Retryer}
+	})
 	if err != nil {
 		var le *types.LimitExceededException
 		if errors.As(err, &le) {
@@ -687,4 +693,18 @@ func (r *Rotator) Discard(ctx context.Context, req rotation.DiscardRequest) erro
 	}
 	r.log.InfoContext(ctx, "iam access key discarded (deleted)", "secret_id", req.SecretID, "user", r.user, "key_id", req.New.KeyID)
 	return nil
+}
+
+// throttledOnly is the retryer of CreateAccessKey, which has no
+// idempotency token: the SDK's default retryer sends a call again after a
+// connection error, including one that cut the answer of a call IAM
+// carried out ("use of closed network connection", "connection reset"),
+// or a 5xx IAM may have answered after making the key; a key made twice
+// is a key whose secret no one holds, or IAM's two-key limit, refused for
+// good. It lets the wrapped retryer retry only a throttled call, which
+// made nothing.
+type throttledOnly struct{ aws.Retryer }
+
+func (t throttledOnly) IsErrorRetryable(err error) bool {
+	return retry.IsErrorThrottles(retry.DefaultThrottles).IsErrorThrottle(err) == aws.TrueTernary && t.Retryer.IsErrorRetryable(err)
 }

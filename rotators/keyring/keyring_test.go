@@ -2,7 +2,9 @@ package keyring_test
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rotator/rotator/appsecret"
+	"github.com/rotator/rotator/internal/derive"
 	"github.com/rotator/rotator/internal/secret"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
@@ -199,4 +202,80 @@ func TestMaxPublishedSizeBoundsRealRings(t *testing.T) {
 		require.Greater(t, step, tc.size*4/3, "a key's worth: its base64 and its fields")
 		require.Less(t, step, tc.size*4/3+300)
 	}
+}
+
+// A ring the policy accepts for a store fits it: rotated on its schedule
+// for longer than its lifetime (the ring's steady state), every ring
+// Generate makes (with the limit the wiring gives it) is published within
+// the store's limit, the fields derived from it included (a derived field
+// that uses {keyring} repeats the ring in the same secret value,
+// percent-escaped in a URL). The lifetimes tried run across the AWS limit
+// for hourly 1024-byte keys.
+func TestValidatedRingsFitTheirStore(t *testing.T) {
+	t.Parallel()
+	const doc = `version: 1
+stores: [{name: aws, awssm: {region: eu-west-1}}]
+secrets:
+  - id: auth/jwt
+    class: admin_token
+    interval: 1h
+    rotator: {keyring: {max_token_lifetime: LIFE, size: 1024}}
+    publish: [{store: aws, path: auth/jwt, derive: {DERIVE}}]
+    checks: [{delay: 2m}]
+    on_timeout: hold
+`
+	for _, tc := range []struct{ name, derive string }{
+		{"ring alone", ""},
+		{"a plain copy", `ring_copy: "{keyring}", kid: "{key_id}"`},
+		{"in a URL", `jwks_url: "https://auth.example/keys?ring={keyring}"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			accepted := 0
+			for hours := 5; hours <= 50; hours++ {
+				life := time.Duration(hours) * time.Hour
+				f, err := policy.Parse("policies.yaml", []byte(strings.NewReplacer("LIFE", life.String(), "DERIVE", tc.derive).Replace(doc)))
+				if err != nil {
+					require.ErrorContains(t, err, "the ring can outgrow store aws")
+					continue
+				}
+				accepted++
+				s := f.Secrets[0]
+				lim := f.PublishLimit(s)
+				var fields []rotation.DerivedField
+				for name, src := range s.Publish[0].Derive {
+					tmpl, err := derive.Parse(src)
+					require.NoError(t, err)
+					fields = append(fields, rotation.DerivedField{Name: name, Template: tmpl})
+				}
+				now := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
+				k, err := keyring.New(s.Rotator.Keyring, keyring.WithClock(func() time.Time { return now }), keyring.WithValueLimit(lim.Limit, lim.What))
+				require.NoError(t, err)
+				var published *rotation.Credential
+				for range hours + 5 {
+					res, err := k.Generate(context.Background(), rotation.GenerateRequest{SecretID: s.ID, RunID: "r", Published: published})
+					require.NoError(t, err, "max_token_lifetime %s, interval 1h: the policy accepted it", life)
+					d := res.Credential.Secret.Reveal()
+					size := appsecret.PublishedSize(d)
+					v, err := rotation.Derive(rotation.Version{Credential: res.Credential}, fields)
+					require.NoError(t, err)
+					for name, val := range v.Credential.Derived {
+						size += len(jsonString(t, name)) + 1 + len(jsonString(t, val.Reveal())) + 1
+					}
+					require.LessOrEqual(t, size, policy.AWSSMValueLimit,
+						"max_token_lifetime %s, interval 1h: the policy accepted it, it does not fit", life)
+					c := res.Credential
+					published = &c
+					now = now.Add(time.Hour)
+				}
+			}
+			require.Positive(t, accepted)
+		})
+	}
+}
+
+func jsonString(t *testing.T, s string) []byte {
+	b, err := json.Marshal(s)
+	require.NoError(t, err)
+	return b
 }
