@@ -82,11 +82,8 @@ func TestAWSIAMLiveClients(t *testing.T) {
 	ctx := context.Background()
 	admin := iam.NewFromConfig(srv.AdminConfig())
 	user := "pl-" + randHex(4)
-	_, err := admin.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String(user)})
-	require.NoError(t, err)
-	k0, err := admin.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(user)})
-	require.NoError(t, err)
-	first := awsKey{User: user, ID: aws.ToString(k0.AccessKey.AccessKeyId), Secret: aws.ToString(k0.AccessKey.SecretAccessKey)}
+	k0 := srv.NewUser(t, user)
+	first := awsKey{User: user, ID: aws.ToString(k0.AccessKeyId), Secret: aws.ToString(k0.SecretAccessKey)}
 
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "policies.yaml"), []byte(fmt.Sprintf(awsIAMLoadPolicy, user, srv.URL)), 0o600))

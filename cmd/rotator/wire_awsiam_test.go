@@ -36,10 +36,7 @@ func TestCLIRotatesAnIAMUser(t *testing.T) {
 	srv := mototest.NewIAMAuth(t)
 	admin := iam.NewFromConfig(srv.AdminConfig())
 	user := "rt-cli-app"
-	_, err := admin.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String(user)})
-	require.NoError(t, err)
-	k0, err := admin.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(user)})
-	require.NoError(t, err)
+	k0 := srv.NewUser(t, user)
 	policy := `version: 1
 stores:
   - name: local
@@ -96,10 +93,10 @@ secrets:
 	v1 := read("aws/app.json")
 	require.Equal(t, user, v1["username"])
 	require.Equal(t, "us-east-1", v1["region"])
-	require.NotEqual(t, aws.ToString(k0.AccessKey.AccessKeyId), v1["access_key_id"])
+	require.NotEqual(t, aws.ToString(k0.AccessKeyId), v1["access_key_id"])
 	require.NoError(t, call(v1["access_key_id"], v1["secret_access_key"]))
 	require.Equal(t, types.StatusTypeActive, status(v1["access_key_id"]))
-	require.Equal(t, types.StatusTypeInactive, status(aws.ToString(k0.AccessKey.AccessKeyId)), "the first run deactivates the key it replaced")
+	require.Equal(t, types.StatusTypeInactive, status(aws.ToString(k0.AccessKeyId)), "the first run deactivates the key it replaced")
 	doc := read("apps/ci.json")
 	require.Equal(t, v1["access_key_id"], doc["AWS_ACCESS_KEY_ID"])
 	require.Equal(t, v1["secret_access_key"], doc["AWS_SECRET_ACCESS_KEY"])
@@ -109,8 +106,8 @@ secrets:
 	require.NotEqual(t, v1["access_key_id"], v2["access_key_id"])
 	require.NoError(t, call(v2["access_key_id"], v2["secret_access_key"]))
 	require.Equal(t, types.StatusTypeInactive, status(v1["access_key_id"]))
-	require.Equal(t, types.StatusType(""), status(aws.ToString(k0.AccessKey.AccessKeyId)), "the second run deleted the key the first retired")
-	require.Error(t, call(aws.ToString(k0.AccessKey.AccessKeyId), aws.ToString(k0.AccessKey.SecretAccessKey)), "AWS refuses the deleted key")
+	require.Equal(t, types.StatusType(""), status(aws.ToString(k0.AccessKeyId)), "the second run deleted the key the first retired")
+	require.Error(t, call(aws.ToString(k0.AccessKeyId), aws.ToString(k0.SecretAccessKey)), "AWS refuses the deleted key")
 	require.Equal(t, v2["secret_access_key"], read("apps/ci.json")["AWS_SECRET_ACCESS_KEY"])
 
 	chk := e.must("check")
@@ -129,7 +126,7 @@ secrets:
 	require.Contains(t, refused.stdout+refused.stderr, v2["access_key_id"])
 	require.Contains(t, refused.stdout+refused.stderr, "may be in use")
 	require.Equal(t, types.StatusTypeActive, status(v2["access_key_id"]), "the refused run touched nothing")
-	_, err = admin.UpdateAccessKey(ctx, &iam.UpdateAccessKeyInput{UserName: aws.String(user), AccessKeyId: aws.String(v2["access_key_id"]), Status: types.StatusTypeInactive})
+	_, err := admin.UpdateAccessKey(ctx, &iam.UpdateAccessKeyInput{UserName: aws.String(user), AccessKeyId: aws.String(v2["access_key_id"]), Status: types.StatusTypeInactive})
 	require.NoError(t, err)
 	out3 := e.must("run", "--secret", "aws/app")
 	v3 := read("aws/app.json")
@@ -143,7 +140,7 @@ secrets:
 	dump := stateDump(t, stateDSN)
 	require.Contains(t, dump, "aws/app", "the dump holds the secret's rows")
 	require.Contains(t, dump, v3["access_key_id"], "the dump holds the runs (key ids are not secret)")
-	for _, s := range []string{aws.ToString(k0.AccessKey.SecretAccessKey), v1["secret_access_key"], v2["secret_access_key"], v3["secret_access_key"], srv.AdminSecret} {
+	for _, s := range []string{aws.ToString(k0.SecretAccessKey), v1["secret_access_key"], v2["secret_access_key"], v3["secret_access_key"], srv.AdminSecret} {
 		for _, o := range []result{out1, out2, chk, rb, refused, out3} {
 			require.NotContains(t, o.stdout+o.stderr, s, "a secret access key in the CLI's output")
 		}
@@ -172,10 +169,7 @@ func TestCLIAWSIAMFailedPublishDeletesTheNewKey(t *testing.T) {
 	srv := mototest.NewIAMAuth(t)
 	admin := iam.NewFromConfig(srv.AdminConfig())
 	user := "rt-cli-fail"
-	_, err := admin.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String(user)})
-	require.NoError(t, err)
-	_, err = admin.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(user)})
-	require.NoError(t, err)
+	srv.NewUser(t, user)
 	policy := `version: 1
 stores:
   - name: local
@@ -286,14 +280,9 @@ secrets:
 // run fails and says why; neither the CLI's output, history nor the state
 // database holds the key, in any form.
 func TestCLIAWSIAMRedactsSharedFileCredentials(t *testing.T) {
-	ctx := context.Background()
 	srv := mototest.NewIAMAuth(t)
-	admin := iam.NewFromConfig(srv.AdminConfig())
 	user := "rt-cli-shared"
-	_, err := admin.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String(user)})
-	require.NoError(t, err)
-	_, err = admin.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(user)})
-	require.NoError(t, err)
+	srv.NewUser(t, user)
 	good, err := json.Marshal(map[string]any{"Version": 1, "AccessKeyId": srv.AdminKeyID, "SecretAccessKey": srv.AdminSecret, "Expiration": "2000-01-01T00:00:00Z"})
 	require.NoError(t, err)
 	bad, err := json.Marshal(map[string]any{"Version": 1, "AccessKeyId": srv.AdminKeyID, "SecretAccessKey": srv.AdminSecret, "Expiration": "in an hour"})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 )
 
 // AdminUser is the IAM user StartIAMAuth creates with every permission.
@@ -109,4 +110,21 @@ func ConfigWithKey(url, keyID, secret string) aws.Config {
 		return aws.Credentials{AccessKeyID: keyID, SecretAccessKey: secret, Source: "mototest"}, nil
 	}))
 	return c
+}
+
+// NewUser creates the IAM user name with one access key, as an
+// application's user holds before rotator manages it, and returns that
+// key. It fails the test when the server refuses.
+func (a *IAMAuth) NewUser(t testing.TB, name string) *iamtypes.AccessKey {
+	t.Helper()
+	admin := iam.NewFromConfig(a.AdminConfig())
+	_, err := admin.CreateUser(context.Background(), &iam.CreateUserInput{UserName: aws.String(name)})
+	if err != nil {
+		t.Fatalf("mototest: create IAM user %s: %v", name, err)
+	}
+	k, err := admin.CreateAccessKey(context.Background(), &iam.CreateAccessKeyInput{UserName: aws.String(name)})
+	if err != nil {
+		t.Fatalf("mototest: create an access key of %s: %v", name, err)
+	}
+	return k.AccessKey
 }
