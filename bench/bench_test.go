@@ -65,6 +65,9 @@ func newWorld(tb testing.TB, n int) *world {
 			END LOOP; END $$`, n-1, w.role(side), w.role(side), w.role(side), w.role(side), w.role(side)))
 		require.NoError(tb, err)
 	}
+	// The role the benchmark's login reference logs in as.
+	_, err = conn.Exec(ctx, "CREATE ROLE "+pgx.Identifier{w.loginRole()}.Sanitize()+" LOGIN PASSWORD '"+loginPassword+"'")
+	require.NoError(tb, err)
 	tb.Cleanup(func() {
 		conn, err := pgx.Connect(ctx, pgtest.AdminDSN(tb))
 		if err != nil {
@@ -79,6 +82,23 @@ func newWorld(tb testing.TB, n int) *world {
 }
 
 func (w *world) role(side string) string { return w.prefix + side }
+
+func (w *world) loginRole() string { return w.prefix + "login" }
+
+const loginPassword = "bench-login-reference"
+
+// login is one login with a password and SELECT 1, as the floor's and the
+// engine's login tests do: the reference that says what a login costs.
+func (w *world) login(int) error {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.UserDSN(w.targetDSN, w.loginRole(), loginPassword))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "SELECT 1")
+	return err
+}
 
 func (w *world) group(side string, i int) string { return fmt.Sprintf("%s%04d", w.role(side), i) }
 
@@ -319,6 +339,16 @@ func randAlnum(n int) string {
 // alike. It reports rotations per second, p50 and p99 latency, and the
 // ratio of the wall times (the figure to read on a busy machine).
 //
+// It also reports the CPU time each side spends per rotation, in this
+// process and in the Postgres cluster (target and state databases), and
+// the CPU time of one login with a password and SELECT 1 (b.N logins, 8
+// at a time, after the rotations): the work each does, which the load of
+// a shared machine moves far less than wall time. The floor does one
+// login and the engine two (generate's test and monitor's), so the
+// engine's CPU is at least the floor's plus one login's; login-share is
+// that login over the floor's CPU, the least the engine/floor ratios can
+// be while the engine logs in twice.
+//
 //	go test ./bench -run '^$' -bench Rotate -benchtime 1000x -count 1
 func BenchmarkRotate(b *testing.B) {
 	n := b.N
@@ -329,20 +359,40 @@ func BenchmarkRotate(b *testing.B) {
 	require.NoError(b, err)
 	_, err = bounded(0, n, fs.rotate)
 	require.NoError(b, err)
+	cpu, err := newCPUMeter(context.Background(), w.targetDSN)
+	require.NoError(b, err)
 	b.ResetTimer()
 	var er, fr result
+	var ecpu, fcpu cpuSample
 	q := n / 4
 	for _, c := range []struct {
 		side     *result
+		cpu      *cpuSample
 		fn       func(int) error
 		from, to int
-	}{{&er, es.rotate, 0, q}, {&fr, fs.rotate, 0, 2 * q}, {&er, es.rotate, q, n}, {&fr, fs.rotate, 2 * q, n}} {
+	}{{&er, &ecpu, es.rotate, 0, q}, {&fr, &fcpu, fs.rotate, 0, 2 * q}, {&er, &ecpu, es.rotate, q, n}, {&fr, &fcpu, fs.rotate, 2 * q, n}} {
+		c0 := cpu.read()
 		r, err := bounded(c.from, c.to, c.fn)
 		require.NoError(b, err)
+		d := cpu.read().sub(c0)
+		c.cpu.self += d.self
+		c.cpu.postgres += d.postgres
 		c.side.lat = append(c.side.lat, r.lat...)
 		c.side.wall += r.wall
 	}
 	b.StopTimer()
+	c0 := cpu.read()
+	_, err = bounded(0, n, w.login)
+	require.NoError(b, err)
+	lcpu := cpu.read().sub(c0)
+	perRot := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(n) }
+	b.ReportMetric(perRot(ecpu.total()), "engine-cpu-ms")
+	b.ReportMetric(perRot(ecpu.postgres), "engine-pg-cpu-ms")
+	b.ReportMetric(perRot(fcpu.total()), "floor-cpu-ms")
+	b.ReportMetric(perRot(fcpu.postgres), "floor-pg-cpu-ms")
+	b.ReportMetric(perRot(lcpu.total()), "login-cpu-ms")
+	b.ReportMetric(float64(ecpu.total())/float64(fcpu.total()), "engine/floor-cpu")
+	b.ReportMetric(float64(lcpu.total())/float64(fcpu.total()), "login-share")
 	b.ReportMetric(er.perSecond(), "engine-rot/s")
 	b.ReportMetric(fr.perSecond(), "floor-rot/s")
 	b.ReportMetric(float64(er.pct(0.5).Microseconds())/1000, "engine-p50-ms")

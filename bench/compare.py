@@ -10,8 +10,9 @@ it is flagged, and the exit status is 1.
 Units are "lower is better" (times, bytes, % of a core, ratios such as
 engine/floor) except rates ("/s": rotations per second), which are
 "higher is better". Some units are shown for context but never flagged
-(INFO): the floor's own speed is the machine's, and tail latencies on a
-shared 2-core machine move by more than 20 % from run to run.
+(INFO): the floor's own speed and CPU time, and a login's, are the
+machine's, and tail latencies on a shared 2-core machine move by more
+than 20 % from run to run.
 """
 import re
 import statistics
@@ -22,8 +23,8 @@ THRESHOLD = 0.20
 # process start jitters by milliseconds, RSS by a few MB, an idle daemon's
 # CPU reads 0.00-0.05 % of a core.
 FLOOR = {"ns/op": 20e6, "peak-RSS-B": 8 << 20, "B": 8 << 20, "%core": 0.2, "x": 0.25, "scrape-B": 4096,
-         "engine/floor": 0.1, "engine-rot/s": 5}
-INFO = re.compile(r"^floor-rot/s$|-p(50|99)-ms$")
+         "engine/floor": 0.1, "engine-rot/s": 5, "engine/floor-cpu": 0.1, "engine-cpu-ms": 1, "engine-pg-cpu-ms": 1}
+INFO = re.compile(r"^floor-|^login-|-p(50|99)-ms$")
 
 LINE = re.compile(r"^(Benchmark\S+)\s+\d+\s+(.*)$")
 
