@@ -478,9 +478,33 @@ func (s *Store) moveLabel(ctx context.Context, op, name, label, to, from string)
 		in.RemoveFromVersionId = aws.String(from)
 	}
 	if _, err := s.client.UpdateSecretVersionStage(ctx, in); err != nil {
+		if isCode(err, "InvalidParameterException") && s.landed(ctx, op, name, label, to, from) {
+			return nil
+		}
 		return s.fail(op, "UpdateSecretVersionStage", name, err)
 	}
 	return nil
+}
+
+// landed reports whether the secret is as a move of label (to version to,
+// or off version from when to is empty) leaves it, after AWS refused the
+// move. The SDK's default retryer sends a call again when its answer was
+// lost (a connection closed under the response, aws/aws-sdk-go-v2#1825),
+// writes included: when the first call had landed, the second names a
+// version the label has just left (RemoveFromVersionId) and AWS refuses
+// it. The move is done; reporting the refusal would fail a publish that
+// succeeded (with an expectation, as a store moved by someone else).
+// Nobody else moves a label onto this run's version, so finding it there
+// is finding this move.
+func (s *Store) landed(ctx context.Context, op, name, label, to, from string) bool {
+	st, err := s.describe(ctx, op, name)
+	if err != nil || !st.exists {
+		return false
+	}
+	if to != "" {
+		return st.holder[label] == to
+	}
+	return from != "" && !st.has(from, label)
 }
 
 // Publish makes the run's version AWSCURRENT (staging it first when it is

@@ -566,6 +566,7 @@ type cutBody struct {
 	base http.RoundTripper
 	mu   sync.Mutex
 	cut  map[string]int // operation -> responses still to cut
+	skip map[string]int // operation -> responses to let through before cutting
 	seen map[string]int // operation -> requests sent
 }
 
@@ -575,7 +576,9 @@ func (c *cutBody) RoundTrip(r *http.Request) (*http.Response, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.seen[op]++
-	if err == nil && c.cut[op] > 0 {
+	if err == nil && c.cut[op] > 0 && c.skip[op] > 0 {
+		c.skip[op]--
+	} else if err == nil && c.cut[op] > 0 {
 		c.cut[op]--
 		_ = resp.Body.Close()
 		resp.Body = io.NopCloser(iotest.ErrReader(&net.OpError{Op: "read", Net: "tcp", Err: net.ErrClosed}))
@@ -621,4 +624,84 @@ func TestReadAfterClosedConnection(t *testing.T) {
 	require.ErrorIs(t, err, net.ErrClosed)
 	require.Equal(t, 1, cut.seen["PutSecretValue"])
 	requireNoSecret(t, err, v1, v2)
+}
+
+// TestCutLabelMoveResentByTheSDK: the SDK's default retryer (what rotator
+// runs with) sends a call again when its answer was cut, writes included.
+// When the cut answer was an UpdateSecretVersionStage that landed, the
+// resent call names a version the label has just left, and AWS refuses
+// it. Publish and rollback must still succeed (a publish with an
+// expectation must not report the store moved by someone else: the
+// version current is this run's), and leave the labels as without the
+// cut. Every label move of a publish, and of a discarding rollback, is cut
+// in turn.
+func TestCutLabelMoveResentByTheSDK(t *testing.T) {
+	t.Parallel()
+	e := testEnv(t)
+	if e.real {
+		t.Skip("the cut is made in a local transport on moto's answers")
+	}
+	const op = "UpdateSecretVersionStage"
+	name := e.name(t)
+	plain := e.store(t, nil)
+	cut := &cutBody{base: http.DefaultTransport, cut: map[string]int{}, seen: map[string]int{}, skip: map[string]int{}}
+	cfg := e.cfg.Copy()
+	cfg.HTTPClient = &http.Client{Transport: cut}
+	cfg.Retryer = nil // the SDK's default, as in production
+	s, err := awssm.New(t.Context(), awssm.Config{Spec: &policy.AWSSMSpec{}, AWS: &cfg})
+	require.NoError(t, err)
+	// arm cuts the answer of the n-th (from 1) label move from now on and
+	// returns a func that checks the cut was made and the call sent again.
+	arm := func(n int) func() {
+		cut.mu.Lock()
+		defer cut.mu.Unlock()
+		cut.cut[op], cut.skip[op] = 1, n-1
+		before := cut.seen[op]
+		return func() {
+			cut.mu.Lock()
+			defer cut.mu.Unlock()
+			require.Zero(t, cut.cut[op], "move %d was made and cut", n)
+			require.Greater(t, cut.seen[op], before+n, "the SDK sent the cut move again")
+			cut.cut[op], cut.skip[op] = 0, 0
+		}
+	}
+	runOf := func(w rotation.Which) string {
+		v, err := plain.Read(t.Context(), rotation.ReadRequest{Path: name, Which: w})
+		require.NoError(t, err)
+		return v.RunID
+	}
+
+	prev := storetest.Version(t, 1, storetest.RunID())
+	publish(t, plain, name, prev)
+	// A publish over a published version moves ROTATOR_PRIOR_PREVIOUS
+	// (once there is a previous), AWSCURRENT, then takes AWSPENDING off:
+	// the second publish's AWSCURRENT move, the third's, the fourth's
+	// ROTATOR_PRIOR_PREVIOUS move and the fifth's AWSPENDING removal are
+	// cut. (Not the third's ROTATOR_PRIOR_PREVIOUS move: it is the label's
+	// first, without RemoveFromVersionId, and moto attaches a label sent
+	// twice so twice, where AWS keeps a label on one version.)
+	for i, n := range []int{1, 2, 1, 3} {
+		v := storetest.Version(t, int64(i+2), storetest.RunID())
+		done := arm(n)
+		err := s.Publish(t.Context(), rotation.PublishRequest{Path: name, Version: v, Expect: &rotation.Expect{RunID: prev.RunID}})
+		require.NoError(t, err, "publish %d, move %d cut: the move landed, its resend moved nothing", i+2, n)
+		done()
+		require.Equal(t, v.RunID, runOf(rotation.Current), "this run's version is current")
+		require.Equal(t, prev.RunID, runOf(rotation.Previous), "the version it replaced is previous")
+		prev = v
+	}
+	// The last publish is rolled back as failed (discarded): AWSCURRENT
+	// goes back, then AWSPREVIOUS goes back to the version before.
+	before := runOf(rotation.Previous)
+	last := prev
+	for _, n := range []int{1, 2} {
+		v := storetest.Version(t, last.Number+1, storetest.RunID())
+		publish(t, plain, name, v)
+		done := arm(n)
+		err := s.Rollback(t.Context(), rotation.RollbackRequest{Path: name, RunID: v.RunID, Discard: true, Expect: &rotation.Expect{RunID: last.RunID}})
+		require.NoError(t, err, "rollback, move %d cut", n)
+		done()
+		require.Equal(t, last.RunID, runOf(rotation.Current), "the version before is current again")
+		require.Equal(t, before, runOf(rotation.Previous), "previous is what it was before the discarded publish")
+	}
 }
