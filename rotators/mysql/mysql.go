@@ -209,7 +209,7 @@ func (r *Rotator) admin(ctx context.Context) (*sql.DB, error) {
 			case <-wait:
 				continue
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return nil, fmt.Errorf("mysql: waiting for another call's check of the server at %s: %w", r.adminAddr, ctx.Err())
 			}
 		}
 		wait = make(chan struct{})
@@ -219,8 +219,13 @@ func (r *Rotator) admin(ctx context.Context) (*sql.DB, error) {
 		err := r.checkServer(ctx, db)
 		r.mu.Lock()
 		r.checking, r.checked = nil, err == nil
+		closed := r.closed
 		r.mu.Unlock()
 		close(wait)
+		if closed {
+			// Close came during the check: the pool is closed.
+			return nil, rotation.Permanent(errClosed)
+		}
 		if err != nil {
 			return nil, err
 		}

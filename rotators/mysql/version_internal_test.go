@@ -1,7 +1,10 @@
 package mysql
 
 import (
+	"context"
+	"net"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -75,4 +78,68 @@ func TestRefusePermanent(t *testing.T) {
 	require.Contains(t, err.Error(), `"8.0.36"`)
 	require.NotContains(t, err.Error(), pw)
 	t.Log(err)
+}
+
+// TestCheckWaitersAndClose: a call that waits for another call's check of
+// the server and whose context ends says what it was waiting for; a Close
+// during the check makes the checking call report the rotator closed, not
+// hand back the closed pool. The server is a listener that accepts and
+// never answers, so the check is in progress for as long as the test
+// wants.
+func TestCheckWaitersAndClose(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	t.Cleanup(func() {
+		for {
+			select {
+			case c := <-accepted:
+				_ = c.Close()
+			default:
+				return
+			}
+		}
+	})
+	r, err := New(&policy.MySQLSpec{Role: "app"}, secret.New("admin:pw@tcp("+ln.Addr().String()+")/?timeout=30s&readTimeout=30s"))
+	require.NoError(t, err)
+
+	first := make(chan error, 1)
+	go func() {
+		_, err := r.admin(context.Background())
+		first <- err
+	}()
+	var server net.Conn
+	select {
+	case server = <-accepted: // the first call's check is connecting, and waits for the handshake
+		t.Cleanup(func() { _ = server.Close() })
+	case <-time.After(20 * time.Second):
+		t.Fatal("the first call did not connect to the server")
+	}
+	// The check is in progress (r.checking is set before it connects).
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = r.admin(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+	require.ErrorContains(t, err, "waiting for another call's check of the server at "+ln.Addr().String())
+
+	r.Close()
+	_ = server.Close() // the handshake fails: the check ends
+	select {
+	case err := <-first:
+		require.ErrorIs(t, err, errClosed, "closed during its check")
+		require.True(t, rotation.IsPermanent(err))
+	case <-time.After(20 * time.Second):
+		t.Fatal("the checking call did not return after Close")
+	}
 }
