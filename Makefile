@@ -28,10 +28,10 @@ screenshots:
 # and which the race detector slows several times).
 # Parallel tests run TEST_PARALLEL at a time (go test's default is the
 # number of cores, 2 here): most of them wait on real servers, deadlines
-# and grace periods rather than compute (the failure-path matrix: 172 s at
-# 2, 109 s at 4, the same CPU time). The proof's live-client tests are not
-# parallel tests, so they still run alone. TEST_PARALLEL=2 gives go test's
-# default back on a slower machine.
+# and grace periods rather than compute (the rotation package, mostly the
+# failure-path matrix: 172 s at 2, 109 s at 4, the same CPU time). The
+# proof's live-client tests are not parallel tests, so they still run
+# alone. TEST_PARALLEL=2 gives go test's default back on a slower machine.
 TEST_PARALLEL ?= 4
 test: vet fmt fuzz-short
 	$(GO) test -count=1 -timeout 20m -parallel $(TEST_PARALLEL) $$($(GO) list ./... | grep -v '/proof$$')
