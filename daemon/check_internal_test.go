@@ -1,7 +1,12 @@
 package daemon
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,4 +100,63 @@ func TestCheckQueue(t *testing.T) {
 	require.Zero(t, failing, "the removed secret's check result is forgotten")
 	_, ok := l.next["tok/t00"]
 	require.False(t, ok)
+}
+
+// gcPercentBuilder records GOGC each time a check builds a target, and
+// fails the build (so no check goes further).
+type gcPercentBuilder struct {
+	mu   sync.Mutex
+	seen []int
+}
+
+func (b *gcPercentBuilder) Target(context.Context, *policy.SecretSpec) (rotation.Target, func(), error) {
+	p := debug.SetGCPercent(-1)
+	debug.SetGCPercent(p)
+	b.mu.Lock()
+	b.seen = append(b.seen, p)
+	b.mu.Unlock()
+	return rotation.Target{}, nil, errors.New("not built in this test")
+}
+
+func (b *gcPercentBuilder) AdoptedAge(context.Context, *policy.SecretSpec) time.Time {
+	return time.Time{}
+}
+func (b *gcPercentBuilder) Close() {}
+
+// A round of checks of bigRound secrets or more (the first after start
+// checks every secret) runs with GOGC held at ReloadGCPercent, as a
+// reload does, and gives the setting back after; a small round runs at
+// the process's. Not parallel: GOGC is the process's.
+func TestBigCheckRoundHoldsGC(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(prev) })
+	src := "stores: [{name: local, files: {dir: s}}]\nsecrets:\n"
+	var ids []string
+	for i := range bigRound {
+		id := fmt.Sprintf("tok/t%04d", i)
+		ids = append(ids, id)
+		src += fmt.Sprintf("  - {id: %s, class: admin_token, rotator: {token: {}}, publish: [{store: local, path: %s}]}\n", id, id)
+	}
+	f, err := policy.Parse("p.yaml", []byte(src))
+	require.NoError(t, err)
+	b := &gcPercentBuilder{}
+	g, err := NewGeneration(f, b)
+	require.NoError(t, err)
+	d := &Daemon{cfg: Config{Engine: &rotation.Engine{}, Logger: slog.New(slog.DiscardHandler)}}
+	d.gen.Store(g)
+	// One check at a time: reading GOGC sets it for a moment.
+	l := newCheckLoop(d, 1, false)
+
+	l.checkAll(t.Context(), ids)
+	require.Len(t, b.seen, bigRound)
+	for _, p := range b.seen {
+		require.Equal(t, ReloadGCPercent, p, "a big round runs at the reload's GOGC")
+	}
+	after := debug.SetGCPercent(-1)
+	debug.SetGCPercent(after)
+	require.Equal(t, 100, after, "and gives the setting back")
+
+	b.seen = nil
+	l.checkAll(t.Context(), ids[:10])
+	require.Equal(t, []int{100, 100, 100, 100, 100, 100, 100, 100, 100, 100}, b.seen, "a small round runs at the process's GOGC")
 }
