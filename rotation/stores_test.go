@@ -1,6 +1,7 @@
 package rotation_test
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -109,4 +110,44 @@ func TestPublishToSeveralStoresAndOneGoesAway(t *testing.T) {
 	require.NoError(t, e.login(v2.Credential.Username, v2.Credential.Secret.Reveal()))
 	require.Error(t, e.login(v1.Credential.Username, v1.Credential.Secret.Reveal()))
 	e.noPlaintext(res.Detail)
+}
+
+// A run publishing to AWS Secrets Manager whose move of AWSCURRENT landed
+// but whose answer was lost (a connection closed under the response),
+// with the SDK's default retryer, as in production: the SDK sends the
+// move again, AWS refuses it (the label has left the version it names),
+// and the run must still succeed, with AWS publishing the new credential
+// and the old one retired. (It failed as "the store moved since it was
+// observed", naming its own version as the intruder, and compensated.)
+func TestAWSLabelMoveWhoseAnswerWasLost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	moto := mototest.New(t)
+	cfg := moto.AWSConfig()
+	cut := mototest.NewCutAnswers()
+	cfg.HTTPClient = &http.Client{Transport: cut}
+	cfg.Retryer = nil // the SDK's default
+	astore, err := awssm.New(e.ctx, awssm.Config{Spec: &policy.AWSSMSpec{Region: "us-east-1"}, AWS: &cfg})
+	require.NoError(t, err)
+	const awsName = "db/app"
+	e.target.Publish = []rotation.Publication{e.target.Publish[0], {StoreName: "aws", Path: awsName, Store: astore}}
+	res := e.run(rotation.Options{Wait: true})
+	require.Equal(t, state.RunSucceeded, res.Status, "%+v", res)
+	v1 := e.published()
+
+	// The second version's first label move is AWSCURRENT's (no
+	// AWSPREVIOUS to remember yet).
+	const op = "UpdateSecretVersionStage"
+	before := cut.Sent(op)
+	cut.Cut(op, 1, 0)
+	res = e.run(rotation.Options{Wait: true})
+	require.Zero(t, cut.Armed(op), "the move's answer was cut")
+	require.Greater(t, cut.Sent(op), before+1, "and the SDK sent the move again")
+	require.Equal(t, state.RunSucceeded, res.Status, "%+v", res)
+	v2 := e.published()
+	got, err := astore.Read(e.ctx, rotation.ReadRequest{Path: awsName, Which: rotation.Current})
+	require.NoError(t, err)
+	require.True(t, got.Credential.Secret.Equal(v2.Credential.Secret), "AWS publishes the new version")
+	require.NoError(t, e.login(v2.Credential.Username, v2.Credential.Secret.Reveal()))
+	require.Error(t, e.login(v1.Credential.Username, v1.Credential.Secret.Reveal()), "the old credential is retired")
 }

@@ -3,13 +3,11 @@ package mototest_test
 import (
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
 	"syscall"
 	"testing"
-	"testing/iotest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -86,31 +84,20 @@ func TestConfigRetriesOnlyACutAnswer(t *testing.T) {
 		_, _ = io.WriteString(w, `{"Name":"x"}`)
 	}))
 	t.Cleanup(srv.Close)
-	cut := atomic.Int32{}
+	cut := mototest.NewCutAnswers()
 	cfg := mototest.Config(srv.URL)
-	cfg.HTTPClient = &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		resp, err := http.DefaultTransport.RoundTrip(r)
-		if err == nil && cut.Add(-1) >= 0 {
-			_ = resp.Body.Close()
-			resp.Body = io.NopCloser(iotest.ErrReader(&net.OpError{Op: "read", Net: "tcp", Err: net.ErrClosed}))
-		}
-		return resp, err
-	})}
+	cfg.HTTPClient = &http.Client{Transport: cut}
 	client := secretsmanager.NewFromConfig(cfg)
 
-	cut.Store(1)
+	cut.Cut("DescribeSecret", 1, 0)
 	out, err := client.DescribeSecret(t.Context(), &secretsmanager.DescribeSecretInput{SecretId: aws.String("x")})
 	require.NoError(t, err, "a cut answer is asked for again")
 	require.Equal(t, "x", aws.ToString(out.Name))
 	require.EqualValues(t, 2, calls.Load())
 
-	cut.Store(0)
+	require.Zero(t, cut.Armed("DescribeSecret"))
 	fail.Store(true)
 	_, err = client.DescribeSecret(t.Context(), &secretsmanager.DescribeSecretInput{SecretId: aws.String("x")})
 	require.Error(t, err)
 	require.EqualValues(t, 3, calls.Load(), "an error answer is not retried")
 }
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -4,16 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
-	"testing/iotest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -558,34 +555,6 @@ func TestDiscardRestoresPreviousLabel(t *testing.T) {
 	require.NotContains(t, l[tok(v3)], awssm.LabelCurrent)
 }
 
-// cutBody hands the first response of each of the chosen operations a
-// body that fails as Go's HTTP client fails when it closes a kept-alive
-// connection under a response it is still reading (a 200 whose body ends
-// in "use of closed network connection", aws/aws-sdk-go-v2#1825).
-type cutBody struct {
-	base http.RoundTripper
-	mu   sync.Mutex
-	cut  map[string]int // operation -> responses still to cut
-	skip map[string]int // operation -> responses to let through before cutting
-	seen map[string]int // operation -> requests sent
-}
-
-func (c *cutBody) RoundTrip(r *http.Request) (*http.Response, error) {
-	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), "secretsmanager.")
-	resp, err := c.base.RoundTrip(r)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.seen[op]++
-	if err == nil && c.cut[op] > 0 && c.skip[op] > 0 {
-		c.skip[op]--
-	} else if err == nil && c.cut[op] > 0 {
-		c.cut[op]--
-		_ = resp.Body.Close()
-		resp.Body = io.NopCloser(iotest.ErrReader(&net.OpError{Op: "read", Net: "tcp", Err: net.ErrClosed}))
-	}
-	return resp, err
-}
-
 // TestReadAfterClosedConnection: a read whose response body is cut by a
 // locally closed connection is sent once more (a read is idempotent), so
 // a publish and a read see the store as it is; a write so cut is not
@@ -601,7 +570,9 @@ func TestReadAfterClosedConnection(t *testing.T) {
 	v1, v2 := storetest.Version(t, 1, storetest.RunID()), storetest.Version(t, 2, storetest.RunID())
 	publish(t, plain, name, v1)
 
-	cut := &cutBody{base: http.DefaultTransport, cut: map[string]int{"DescribeSecret": 1, "GetSecretValue": 1}, seen: map[string]int{}}
+	cut := mototest.NewCutAnswers()
+	cut.Cut("DescribeSecret", 1, 0)
+	cut.Cut("GetSecretValue", 1, 0)
 	cfg := e.cfg.Copy()
 	cfg.HTTPClient = &http.Client{Transport: cut}
 	// The store's own behaviour: the SDK retries nothing (the tests'
@@ -613,16 +584,14 @@ func TestReadAfterClosedConnection(t *testing.T) {
 	got, err := s.Read(t.Context(), rotation.ReadRequest{Path: name, Which: rotation.Current})
 	require.NoError(t, err, "a read cut once is sent again")
 	require.Equal(t, v1.Credential.Secret.Reveal(), got.Credential.Secret.Reveal())
-	require.Equal(t, 2, cut.seen["GetSecretValue"], "the cut read was sent twice")
-	require.GreaterOrEqual(t, cut.seen["DescribeSecret"], 2, "the cut describe was sent twice")
+	require.Equal(t, 2, cut.Sent("GetSecretValue"), "the cut read was sent twice")
+	require.GreaterOrEqual(t, cut.Sent("DescribeSecret"), 2, "the cut describe was sent twice")
 
-	cut.mu.Lock()
-	cut.cut["PutSecretValue"] = 1
-	cut.mu.Unlock()
+	cut.Cut("PutSecretValue", 1, 0)
 	err = s.Publish(t.Context(), rotation.PublishRequest{Path: name, Version: v2})
 	require.Error(t, err, "a write whose answer was cut is reported, not resent by the store")
 	require.ErrorIs(t, err, net.ErrClosed)
-	require.Equal(t, 1, cut.seen["PutSecretValue"])
+	require.Equal(t, 1, cut.Sent("PutSecretValue"))
 	requireNoSecret(t, err, v1, v2)
 }
 
@@ -644,7 +613,7 @@ func TestCutLabelMoveResentByTheSDK(t *testing.T) {
 	const op = "UpdateSecretVersionStage"
 	name := e.name(t)
 	plain := e.store(t, nil)
-	cut := &cutBody{base: http.DefaultTransport, cut: map[string]int{}, seen: map[string]int{}, skip: map[string]int{}}
+	cut := mototest.NewCutAnswers()
 	cfg := e.cfg.Copy()
 	cfg.HTTPClient = &http.Client{Transport: cut}
 	cfg.Retryer = nil // the SDK's default, as in production
@@ -653,16 +622,12 @@ func TestCutLabelMoveResentByTheSDK(t *testing.T) {
 	// arm cuts the answer of the n-th (from 1) label move from now on and
 	// returns a func that checks the cut was made and the call sent again.
 	arm := func(n int) func() {
-		cut.mu.Lock()
-		defer cut.mu.Unlock()
-		cut.cut[op], cut.skip[op] = 1, n-1
-		before := cut.seen[op]
+		before := cut.Sent(op)
+		cut.Cut(op, 1, n-1)
 		return func() {
-			cut.mu.Lock()
-			defer cut.mu.Unlock()
-			require.Zero(t, cut.cut[op], "move %d was made and cut", n)
-			require.Greater(t, cut.seen[op], before+n, "the SDK sent the cut move again")
-			cut.cut[op], cut.skip[op] = 0, 0
+			require.Zero(t, cut.Armed(op), "move %d was made and cut", n)
+			require.Greater(t, cut.Sent(op), before+n, "the SDK sent the cut move again")
+			cut.Cut(op, 0, 0)
 		}
 	}
 	runOf := func(w rotation.Which) string {
