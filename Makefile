@@ -84,7 +84,7 @@ fmt:
 # regression of more than 20 % is flagged and fails the target (after
 # both scripts ran).
 bench:
-	$(GO) test -run '^$$' -bench . -skip '^BenchmarkRotate$$' -benchmem ./...
+	$(GO) test -run '^$$' -bench . -skip '^Benchmark(Rotate|AgainstAWSRotation)$$' -benchmem ./...
 	GO=$(GO) ./bench/rotate.sh; r=$$?; GO=$(GO) ./bench/scale.sh; s=$$?; exit $$((r | s))
 
 # The engine against the floor alone.

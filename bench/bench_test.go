@@ -50,14 +50,19 @@ type world struct {
 	prefix    string
 }
 
-func newWorld(tb testing.TB, n int) *world {
+// newWorld makes the pairs of the sides named (default: "e" for the
+// engine and "f" for the floor).
+func newWorld(tb testing.TB, n int, sides ...string) *world {
 	tb.Helper()
+	if len(sides) == 0 {
+		sides = []string{"e", "f"}
+	}
 	w := &world{targetDSN: pgtest.NewDatabase(tb), stateDSN: pgtest.NewDatabase(tb), dir: tb.TempDir(), prefix: "b" + randAlnum(4)}
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, w.targetDSN)
 	require.NoError(tb, err)
 	defer conn.Close(ctx)
-	for _, side := range []string{"e", "f"} {
+	for _, side := range sides {
 		_, err = conn.Exec(ctx, fmt.Sprintf(`DO $$ BEGIN FOR i IN 0..%d LOOP
 			EXECUTE format('CREATE ROLE %%I NOLOGIN', '%s' || lpad(i::text, 4, '0'));
 			EXECUTE format('CREATE ROLE %%I LOGIN PASSWORD %%L IN ROLE %%I', '%s' || lpad(i::text, 4, '0') || '_blue', 'bench-initial', '%s' || lpad(i::text, 4, '0'));
@@ -120,14 +125,19 @@ func (r result) pct(p float64) time.Duration {
 // bounded runs fn(i) for i in [from,to) with at most concurrency at a time and
 // records each call's latency.
 func bounded(from, to int, fn func(i int) error) (result, error) {
+	return boundedN(from, to, concurrency, fn)
+}
+
+// boundedN is bounded with at most k calls at a time.
+func boundedN(from, to, k int, fn func(i int) error) (result, error) {
 	var next atomic.Int64
 	next.Store(int64(from))
 	n := to
 	lat := make([]time.Duration, to-from)
-	errs := make(chan error, concurrency)
+	errs := make(chan error, k)
 	var wg sync.WaitGroup
 	start := time.Now()
-	for g := 0; g < concurrency; g++ {
+	for g := 0; g < k; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -163,6 +173,9 @@ type engineSide struct {
 	engine    *rotation.Engine
 	store     *files.Store
 	pools     *postgres.Pools
+	// publish, when set, is where secret id is published instead of the
+	// files store.
+	publish func(id string) rotation.Publication
 }
 
 func newEngineSide(tb testing.TB, w *world, stateDSN, targetDSN string) *engineSide {
@@ -196,8 +209,12 @@ func (s *engineSide) rotate(i int) error {
 	}
 	defer r.Close()
 	id := fmt.Sprintf("bench/%04d", i)
+	pub := rotation.Publication{StoreName: "local", Path: id + ".json", Store: s.store}
+	if s.publish != nil {
+		pub = s.publish(id)
+	}
 	t := rotation.Target{ID: id, Class: "database", Rotator: r,
-		Publish: []rotation.Publication{{StoreName: "local", Path: id + ".json", Store: s.store}},
+		Publish: []rotation.Publication{pub},
 		Grace:   0, Monitor: 0, OnTimeout: "proceed", Retry: rotation.Retry{Attempts: 1}, Poll: time.Millisecond}
 	res, err := s.engine.Run(ctx, t, rotation.Options{Wait: true})
 	if err != nil {
