@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -74,6 +75,47 @@ type Store struct {
 	// beforeMove, when set (tests, export_test.go), runs in Publish after
 	// the fence's compare, just before AWSCURRENT is moved.
 	beforeMove func()
+	// metas remembers what meta read (see metaCache).
+	metas metaCache
+}
+
+// metaCache holds the metadata meta read from versions, by secret name and
+// version id. A Secrets Manager version is immutable: its value cannot be
+// changed once written (a PutSecretValue with an existing version id and
+// other data fails; an edit by hand is a new version), so what a version
+// id held when it was read it holds for as long as it exists, and which
+// version holds which label is still asked of AWS every time
+// (DescribeSecret). It saves reading the same version's value again: the
+// Describe before retire reads only the version just published, and a
+// store that lives across runs (the daemon) reads each version once. It
+// holds no secret (run id, username, number, fingerprint, time), at most
+// metaCacheSize entries (cleared when full).
+type metaCache struct {
+	mu sync.Mutex
+	m  map[string]cachedMeta
+}
+
+type cachedMeta struct {
+	meta rotation.VersionMeta
+	ours bool
+}
+
+const metaCacheSize = 4096
+
+func (c *metaCache) get(name, id string) (cachedMeta, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[name+"\x00"+id]
+	return v, ok
+}
+
+func (c *metaCache) put(name, id string, v cachedMeta) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= metaCacheSize {
+		c.m = make(map[string]cachedMeta)
+	}
+	c.m[name+"\x00"+id] = v
 }
 
 var regionRE = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)+$`)
@@ -328,8 +370,13 @@ func parseValue(s string) (map[string]string, error) {
 // (its data has a run_id). A version of another tool's (not JSON, no
 // rotator fields) has metadata with only RotatedAt, its creation date.
 func (s *Store) meta(ctx context.Context, op, name, id string) (*rotation.VersionMeta, bool, error) {
+	if c, ok := s.metas.get(name, id); ok {
+		m := c.meta
+		return &m, c.ours, nil
+	}
 	d, created, err := s.read(ctx, op, name, id)
 	if errors.Is(err, errNotRotatorData) {
+		s.metas.put(name, id, cachedMeta{meta: rotation.VersionMeta{RotatedAt: created}})
 		return &rotation.VersionMeta{RotatedAt: created}, false, nil
 	}
 	if err != nil {
@@ -348,7 +395,9 @@ func (s *Store) meta(ctx context.Context, op, name, id string) (*rotation.Versio
 	if m.RotatedAt.IsZero() {
 		m.RotatedAt = created
 	}
-	return &m, d[rotation.DataRunID] != "", nil
+	ours := d[rotation.DataRunID] != ""
+	s.metas.put(name, id, cachedMeta{meta: m, ours: ours})
+	return &m, ours, nil
 }
 
 // target checks a request's path and run id and returns the secret name
