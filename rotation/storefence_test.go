@@ -36,6 +36,30 @@ func (d *delayedPublish) Publish(ctx context.Context, req rotation.PublishReques
 	return err
 }
 
+// heldPublish starts process A (e's engine) on target with its only
+// publication to store at path wrapped in a delayedPublish, and waits
+// until A's publish is held: it returns the held request, the wrapper (to
+// release it), and A's end.
+func heldPublish(t *testing.T, e *env, target rotation.Target, name, path string, store rotation.Store) (rotation.PublishRequest, *delayedPublish, chan error) {
+	t.Helper()
+	d := &delayedPublish{Store: store, held: make(chan rotation.PublishRequest, 1), release: make(chan struct{}), landed: make(chan error, 1)}
+	target.Publish = []rotation.Publication{{StoreName: name, Path: path, Store: d}}
+	doneA := make(chan error, 1)
+	go func() {
+		_, err := e.engine.Run(e.ctx, target, rotation.Options{Wait: true})
+		doneA <- err
+	}()
+	select {
+	case req := <-d.held:
+		return req, d, doneA
+	case err := <-doneA:
+		t.Fatalf("process A ended before it published: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("process A did not publish")
+	}
+	return rotation.PublishRequest{}, nil, nil
+}
+
 // TestStalePublishRefusedByTheStore: process A observes the world (version
 // R0 published), re-keys the standby and sends its publish, which is
 // delayed. A's lease runs out; process B takes it, finishes A's run and
@@ -51,22 +75,7 @@ func TestStalePublishRefusedByTheStore(t *testing.T) {
 	r0 := e.run(rotation.Options{Wait: true})
 	require.Equal(t, state.RunSucceeded, r0.Status)
 
-	d := &delayedPublish{Store: e.store, held: make(chan rotation.PublishRequest, 1), release: make(chan struct{}), landed: make(chan error, 1)}
-	targetA := e.target
-	targetA.Publish = []rotation.Publication{{StoreName: "local", Path: "db/postgres.json", Store: d}}
-	doneA := make(chan error, 1)
-	go func() {
-		_, err := e.engine.Run(e.ctx, targetA, rotation.Options{Wait: true})
-		doneA <- err
-	}()
-	var req rotation.PublishRequest
-	select {
-	case req = <-d.held:
-	case err := <-doneA:
-		t.Fatalf("process A ended before it published: %v", err)
-	case <-time.After(time.Minute):
-		t.Fatal("process A did not publish")
-	}
+	req, d, doneA := heldPublish(t, e, e.target, "local", "db/postgres.json", e.store)
 	require.NotNil(t, req.Expect, "the engine's publish carries what it observed")
 	require.Equal(t, r0.RunID, req.Expect.RunID, "A observed R0 as current")
 	r1 := req.Version.RunID

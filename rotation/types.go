@@ -279,6 +279,16 @@ func StoreMoved(store, expected, found, native string) error {
 	return Permanent(&StoreMovedError{Store: store, Expected: expected, Found: found, Native: native})
 }
 
+// Withdrawn returns the refusal a store gives to a publish of a run whose
+// version a discarding rollback withdrew from it before (the run failed
+// and was compensated; a publish of it can only be a delayed request of a
+// process that lost its lease): permanent, a kind of ErrStoreMoved (and
+// so of ErrFenced), ids only.
+func Withdrawn(store, runID string) error {
+	return Permanent(fmt.Errorf("%s: refused: %s was withdrawn here (its run failed and was put back); "+
+		"a publish of it can only come from a process that lost its lease: %w", store, runName(runID), ErrStoreMoved))
+}
+
 // ErrPreviousMoved: a store refused a rollback because the version it
 // would make current is not the one RollbackRequest.Expect names (its
 // previous version was moved, deleted or replaced since, by hand or by

@@ -242,7 +242,18 @@ type secretState struct {
 	labels map[string][]string
 	// holder maps a staging label to the version id that has it.
 	holder map[string]string
+	// withdrawn are the runs listed in the TagWithdrawn tag.
+	withdrawn []string
 }
+
+// TagWithdrawn is the tag on a secret listing (space-separated, newest
+// first, at most withdrawnKept) the runs whose version a discarding
+// rollback withdrew from it: a publish of one is refused (withdraw).
+const TagWithdrawn = "rotator-withdrawn-runs"
+
+// withdrawnKept bounds TagWithdrawn (a tag value holds at most 256
+// characters: 6 run ids of 36).
+const withdrawnKept = 6
 
 func (st secretState) has(id, label string) bool { return slices.Contains(st.labels[id], label) }
 
@@ -271,6 +282,11 @@ func (s *Store) describe(ctx context.Context, op, name string) (secretState, err
 	for id, ls := range st.labels {
 		for _, l := range ls {
 			st.holder[l] = id
+		}
+	}
+	for _, t := range out.Tags {
+		if aws.ToString(t.Key) == TagWithdrawn {
+			st.withdrawn = strings.Fields(aws.ToString(t.Value))
 		}
 	}
 	if out.RotationEnabled != nil && *out.RotationEnabled {
@@ -569,6 +585,9 @@ func (s *Store) Publish(ctx context.Context, req rotation.PublishRequest) error 
 	if err != nil {
 		return err
 	}
+	if slices.Contains(st.withdrawn, req.Version.RunID) {
+		return rotation.Withdrawn(fmt.Sprintf("awssm secret %q", name), req.Version.RunID)
+	}
 	labels, ok := st.labels[tok]
 	if e := req.Expect; e != nil && !slices.Contains(labels, LabelCurrent) {
 		// The fence, before anything is written (not even AWSPENDING).
@@ -758,6 +777,11 @@ func (s *Store) Rollback(ctx context.Context, req rotation.RollbackRequest) erro
 	if st.deleted != nil {
 		return s.deletionError("rollback", name, st.deleted)
 	}
+	if req.Discard {
+		if err := s.withdraw(ctx, name, req.RunID, st); err != nil {
+			return err
+		}
+	}
 	if st.holder[LabelCurrent] != tok {
 		if req.Discard && st.holder[LabelPrevious] == tok {
 			// Rolled back already, but AWSPREVIOUS still names the
@@ -799,6 +823,34 @@ func (s *Store) Rollback(ctx context.Context, req rotation.RollbackRequest) erro
 		st.labels[tok] = append(slices.DeleteFunc(slices.Clone(st.labels[tok]), func(l string) bool { return l == LabelCurrent }), LabelPrevious)
 		st.holder[LabelPrevious] = tok
 		return s.restorePrevious(ctx, name, tok, st)
+	}
+	return nil
+}
+
+// withdraw records run in the secret's TagWithdrawn tag before a
+// discarding rollback puts the secret back, whether or not the secret
+// holds run's version: a publish of run's version that arrives after it
+// (a process that lost its lease and whose request was delayed, while
+// the process that took over resumed the same run, failed and
+// compensated) reads the tag with the secret's labels and is refused,
+// instead of making current a credential the target has disabled. The
+// fence (Expect) cannot tell: after the put back AWSCURRENT is again on
+// the version the delayed request observed, and AWS has no condition on
+// a label move that a tag could feed, so a publish already between its
+// describe and its move is not covered. A run whose version was
+// discarded never publishes again. A secret that does not exist gets no
+// tag.
+func (s *Store) withdraw(ctx context.Context, name, run string, st secretState) error {
+	if slices.Contains(st.withdrawn, run) {
+		return nil
+	}
+	runs := append([]string{run}, st.withdrawn...)
+	if len(runs) > withdrawnKept {
+		runs = runs[:withdrawnKept]
+	}
+	if _, err := s.client.TagResource(ctx, &secretsmanager.TagResourceInput{SecretId: aws.String(name),
+		Tags: []types.Tag{{Key: aws.String(TagWithdrawn), Value: aws.String(strings.Join(runs, " "))}}}); err != nil {
+		return s.fail("rollback", "TagResource", name, err)
 	}
 	return nil
 }

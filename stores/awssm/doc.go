@@ -136,7 +136,10 @@
 //	secretsmanager:PutSecretValue
 //	secretsmanager:UpdateSecretVersionStage
 //	secretsmanager:CreateSecret     (create: true)
-//	secretsmanager:TagResource      (create: true; CreateSecret with tags needs it)
+//	secretsmanager:TagResource      (CreateSecret with tags needs it; and a failed run's
+//	                                 compensation tags the secret with the run it
+//	                                 withdrew, rotator-withdrawn-runs, which a later
+//	                                 publish of that run is refused by)
 //
 // and, with a customer-managed KMS key, kms:GenerateDataKey and kms:Decrypt
 // on the key.

@@ -25,6 +25,11 @@
 //	p.previous.meta.json    (raw format) metadata of p.previous
 //	p.prior.previous        what p.previous held before the latest publish
 //	.<p>.rotator-lock       an empty file writers and readers flock
+//	.<p>.rotator-withdrawn  the runs whose version a failed run's
+//	                        compensation withdrew from p (newest first,
+//	                        at most 16): a publish of one is refused
+//	                        (rotation.Withdrawn), since it can only be a
+//	                        delayed request of a process that lost its lease
 //
 // Every file is mode 0600, owned by the rotator's user: run the
 // applications that read them as the same user (or share the volume with a

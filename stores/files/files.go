@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -52,6 +53,14 @@ const (
 	// on it across read, compare and write, readers a shared one, so two
 	// processes exclude each other. No publish path may contain it.
 	lockMarker = ".rotator-lock"
+	// withdrawnMarker names the file of run ids withdrawn from a
+	// published file p (discarded by a failed run's compensation):
+	// .<base of p>.rotator-withdrawn beside it. A publish of a withdrawn
+	// run is refused (see withdraw). No publish path may contain it.
+	withdrawnMarker = ".rotator-withdrawn"
+	// withdrawnKept is how many withdrawn run ids the file keeps (the
+	// newest).
+	withdrawnKept = 16
 )
 
 // lockPoll is how often a blocked flock is tried again while the caller's
@@ -183,12 +192,19 @@ func (s *Store) Publish(ctx context.Context, req rotation.PublishRequest) error 
 	}
 	defer release()
 
+	v := req.Version
+	withdrawn, err := s.withdrawnRuns(root, rel)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(withdrawn, v.RunID) {
+		return rotation.Withdrawn("files store "+s.abs(rel), v.RunID)
+	}
 	cur, err := s.readSlot(root, rel)
 	if err != nil && !errors.Is(err, errTorn) {
 		return err
 	}
 	torn := err != nil
-	v := req.Version
 	if cur != nil && !torn && cur.version.RunID == v.RunID {
 		return nil
 	}
@@ -275,6 +291,20 @@ func (s *Store) Rollback(ctx context.Context, req rotation.RollbackRequest) erro
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("files store: rollback %s: %w", req.Path, err)
 	}
+	if req.Discard {
+		// Recorded first, and whether or not the file holds the run's
+		// version (the run may have failed before publishing here while
+		// a delayed publish of it is still on its way).
+		root, rel, release, err := s.openForWrite(ctx, req.Path)
+		if err != nil {
+			return err
+		}
+		defer release()
+		if err := s.withdraw(root, rel, req.RunID); err != nil {
+			return err
+		}
+		return s.rollbackLocked(ctx, root, rel, req)
+	}
 	rel, err := s.rel(req.Path)
 	if err != nil {
 		return err
@@ -298,7 +328,11 @@ func (s *Store) Rollback(ctx context.Context, req rotation.RollbackRequest) erro
 		return err
 	}
 	defer funlock()
+	return s.rollbackLocked(ctx, root, rel, req)
+}
 
+// rollbackLocked is Rollback with rel's locks held.
+func (s *Store) rollbackLocked(ctx context.Context, root *os.Root, rel string, req rotation.RollbackRequest) error {
 	cur, err := s.readSlot(root, rel)
 	if err != nil {
 		return err
@@ -552,6 +586,47 @@ func lockName(rel string) string {
 	return filepath.Join(filepath.Dir(rel), "."+filepath.Base(rel)+lockMarker)
 }
 
+func withdrawnName(rel string) string {
+	return filepath.Join(filepath.Dir(rel), "."+filepath.Base(rel)+withdrawnMarker)
+}
+
+// withdrawnRuns reads the run ids withdrawn from rel (none when the file
+// is missing). The caller holds rel's exclusive lock.
+func (s *Store) withdrawnRuns(root *os.Root, rel string) ([]string, error) {
+	b, err := root.ReadFile(withdrawnName(rel))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, s.ioErr("read", s.abs(withdrawnName(rel)), err)
+	}
+	return strings.Fields(string(b)), nil
+}
+
+// withdraw records run as withdrawn from rel, before a discarding
+// rollback puts rel back: a publish of run's version that arrives after
+// it (a process that lost its lease and whose request was delayed, while
+// the process that took over resumed the same run, failed and
+// compensated) is refused instead of making current a credential the
+// target has disabled. The fence (Expect) cannot tell: after the put
+// back the file holds again what the delayed request observed. A run
+// whose version was discarded never publishes again. The caller holds
+// rel's exclusive lock.
+func (s *Store) withdraw(root *os.Root, rel, run string) error {
+	runs, err := s.withdrawnRuns(root, rel)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(runs, run) {
+		return nil
+	}
+	runs = append([]string{run}, runs...)
+	if len(runs) > withdrawnKept {
+		runs = runs[:withdrawnKept]
+	}
+	return s.writeAtomic(root, withdrawnName(rel), []byte(strings.Join(runs, "\n")+"\n"))
+}
+
 // rel checks a publish path and returns it cleaned, relative to the dir.
 func (s *Store) rel(p string) (string, error) {
 	return checkPath(p, s.dir)
@@ -585,7 +660,7 @@ func checkPath(p, dir string) (string, error) {
 	}
 	base := filepath.Base(c)
 	if strings.HasSuffix(base, previousSuffix) || strings.HasSuffix(base, metaSuffix) || strings.HasSuffix(base, priorStem) ||
-		strings.Contains(base, tempMarker) || strings.Contains(base, lockMarker) {
+		strings.Contains(base, tempMarker) || strings.Contains(base, lockMarker) || strings.Contains(base, withdrawnMarker) {
 		return "", bad(fmt.Sprintf("ends in a name the store keeps beside published files (%s, %s, %s)", previousSuffix, metaSuffix, priorStem))
 	}
 	return c, nil

@@ -32,7 +32,10 @@
 // and custom_metadata (rotator_version, rotator_run_id, rotator_rotated_at,
 // rotator_fingerprint, rotator_rolled_back_run_id) describes the latest
 // version only, for people browsing Vault. Keys others put in
-// custom_metadata are kept.
+// custom_metadata are kept. rotator_withdrawn_run_ids lists the runs whose
+// version a failed run's compensation withdrew from the secret (newest
+// first, at most 10): a publish of one is refused (rotation.Withdrawn),
+// since it can only be a delayed request of a process that lost its lease.
 //
 // # Publish
 //

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,7 +28,15 @@ const (
 	MetaFingerprint = "rotator_fingerprint"
 	// MetaRolledBack names the run a rollback undid.
 	MetaRolledBack = "rotator_rolled_back_run_id"
+	// MetaWithdrawn lists (space-separated, newest first, at most
+	// withdrawnKept) the runs whose version a discarding rollback
+	// withdrew from the secret: a publish of one is refused (withdraw).
+	MetaWithdrawn = "rotator_withdrawn_run_ids"
 )
+
+// withdrawnKept bounds MetaWithdrawn (a custom_metadata value holds at
+// most 512 bytes: 10 run ids of 36).
+const withdrawnKept = 10
 
 // kvMeta is the part of a KV v2 metadata read the store uses.
 type kvMeta struct {
@@ -229,6 +238,9 @@ func (s *Store) Publish(ctx context.Context, req rotation.PublishRequest) error 
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
+	if m != nil && slices.Contains(strings.Fields(m.custom[MetaWithdrawn]), req.Version.RunID) {
+		return rotation.Withdrawn("vault "+s.where(s.dataPath(p)), req.Version.RunID)
+	}
 	var cas int64
 	have := map[string]string{}
 	found := ""
@@ -386,6 +398,11 @@ func (s *Store) Rollback(ctx context.Context, req rotation.RollbackRequest) erro
 	if err != nil {
 		return fmt.Errorf("rollback: %w", err)
 	}
+	if req.Discard {
+		if m, err = s.withdraw(ctx, p, m, req.RunID); err != nil {
+			return fmt.Errorf("rollback: %w", err)
+		}
+	}
 	now := s.now()
 	if m == nil || !m.live(m.current, now) {
 		return nil
@@ -437,6 +454,46 @@ func (s *Store) Rollback(ctx context.Context, req rotation.RollbackRequest) erro
 		}
 	}
 	return nil
+}
+
+// withdraw records run in the secret's custom_metadata (MetaWithdrawn)
+// before a discarding rollback puts the secret back, whether or not the
+// secret holds run's version, creating the metadata when there is no
+// secret yet: a publish of run's version that arrives after it (a process
+// that lost its lease and whose request was delayed, while the process
+// that took over resumed the same run, failed and compensated) is refused
+// instead of making current a credential the target has disabled. The
+// fence (Expect) cannot tell: after the put back the latest version holds
+// again the run the delayed request observed. A publish that read the
+// metadata before this write and writes after the put back fails its
+// check-and-set (the put back is a new version). A run whose version was
+// discarded never publishes again. It returns m with the list updated
+// (m.custom is what later custom_metadata writes start from).
+func (s *Store) withdraw(ctx context.Context, p string, m *kvMeta, run string) (*kvMeta, error) {
+	have := map[string]string{}
+	if m != nil && m.custom != nil {
+		have = m.custom
+	}
+	runs := strings.Fields(have[MetaWithdrawn])
+	if slices.Contains(runs, run) {
+		return m, nil
+	}
+	runs = append([]string{run}, runs...)
+	if len(runs) > withdrawnKept {
+		runs = runs[:withdrawnKept]
+	}
+	cm := make(map[string]string, len(have)+1)
+	for k, v := range have {
+		cm[k] = v
+	}
+	cm[MetaWithdrawn] = strings.Join(runs, " ")
+	if _, err := s.write(ctx, op{http.MethodPut, s.metaPath(p), "create/update"}, map[string]any{"custom_metadata": cm}); err != nil {
+		return m, err
+	}
+	if m != nil {
+		m.custom = cm
+	}
+	return m, nil
 }
 
 // finishDiscard completes a discarding rollback of run whose new version

@@ -1,13 +1,3 @@
-//go:build rotatorrepro
-
-// A known hole, kept as a repro: this test FAILS on purpose and is not
-// part of `make test` (build tag rotatorrepro). Run it with
-//
-//	go test -tags rotatorrepro -run TestStalePublishAfterTheResumedRunWasDiscarded ./rotation
-//
-// docs/decisions.md, "Known hole: a delayed publish after a discard (ABA)",
-// says what a fix needs. When the stores are fixed, drop the build tag.
-
 package rotation_test
 
 import (
@@ -43,9 +33,11 @@ func (refusingPublish) Publish(context.Context, rotation.PublishRequest) error {
 // compensates: the first store is put back to R0 and R1's credential is
 // discarded at the target. Then A's publish lands: the store holds R0,
 // which is what A observed, so the fence passes and A makes the discarded
-// credential current. (It FAILS for all three stores, at ed907ba and
-// since: the fence compares run ids, which cannot tell "R0 still
-// current" from "R0 current again".)
+// credential current. The fence compares run ids, which cannot tell "R0
+// still current" from "R0 current again"; the discard's record of the
+// withdrawn run (files: a file beside the secret; Vault: custom_metadata;
+// AWS: a tag) makes each store refuse it. It failed for all three stores
+// before that record existed.
 func TestStalePublishAfterTheResumedRunWasDiscarded(t *testing.T) {
 	t.Parallel()
 	for _, kind := range []string{"files", "awssm", "vault"} {
@@ -96,22 +88,7 @@ func staleAfterDiscard(t *testing.T, kind string) {
 
 	other, err := files.New(&policy.FilesSpec{Dir: t.TempDir()}, "")
 	require.NoError(t, err)
-	d := &delayedPublish{Store: first, held: make(chan rotation.PublishRequest, 1), release: make(chan struct{}), landed: make(chan error, 1)}
-	targetA := e.target
-	targetA.Publish = []rotation.Publication{{StoreName: e.target.Publish[0].StoreName, Path: path, Store: d}}
-	doneA := make(chan error, 1)
-	go func() {
-		_, err := e.engine.Run(e.ctx, targetA, rotation.Options{Wait: true})
-		doneA <- err
-	}()
-	var req rotation.PublishRequest
-	select {
-	case req = <-d.held:
-	case err := <-doneA:
-		t.Fatalf("process A ended before it published: %v", err)
-	case <-time.After(time.Minute):
-		t.Fatal("process A did not publish")
-	}
+	req, d, doneA := heldPublish(t, e, e.target, e.target.Publish[0].StoreName, path, first)
 	r1 := req.Version.RunID
 
 	e.expireLease()
