@@ -150,7 +150,7 @@ func (r *runner) rollForward(ctx context.Context, step state.Step, cause, where 
 	for _, p := range r.t.Publish {
 		p := p
 		err := r.action(ctx, state.StepCompensate, "roll forward: publish to "+p.String(), func(ctx context.Context) (string, error) {
-			if err := p.Store.Publish(ctx, PublishRequest{Path: p.Path, Version: r.version(), Expect: &Expect{}}); err != nil {
+			if err := p.Store.Publish(ctx, PublishRequest{Path: p.Path, Version: r.version(), Expect: &Expect{}, RollForward: true}); err != nil {
 				return "", err
 			}
 			return fmt.Sprintf("version %d is current", r.run.Version), nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 
 	"github.com/rotator/rotator/internal/secret"
@@ -89,7 +90,14 @@ type sharedGroup struct {
 	// Fields is the owned mapping (Data key -> document field), so that
 	// readers (appsecret) find the version of the field they read.
 	Fields map[string]string `json:"fields,omitempty"`
+	// Withdrawn are the runs a discarding rollback withdrew (newest
+	// first, at most sharedWithdrawnKept): a publish of one is refused
+	// (Withdrawn), as the other stores refuse it.
+	Withdrawn []string `json:"withdrawn,omitempty"`
 }
+
+// sharedWithdrawnKept bounds sharedGroup.Withdrawn.
+const sharedWithdrawnKept = 10
 
 // state is what the document says about the owner group.
 type sharedState struct {
@@ -194,6 +202,9 @@ func (s *sharedStore) Publish(ctx context.Context, req PublishRequest) error {
 		if st.runID == req.Version.RunID {
 			return nil
 		}
+		if slices.Contains(st.group.Withdrawn, req.Version.RunID) && !req.RollForward {
+			return Withdrawn(s.doc.Where(req.Path)+" (fields of "+s.meta+")", req.Version.RunID)
+		}
 		if e := req.Expect; e != nil && st.runID != e.RunID {
 			return StoreMoved(s.doc.Where(req.Path)+" (fields of "+s.meta+")", e.RunID, st.runID, "revision "+st.rev)
 		}
@@ -204,7 +215,7 @@ func (s *sharedStore) Publish(ctx context.Context, req PublishRequest) error {
 			prev = maps.Clone(prev)
 			prev[DataField] = req.Version.Credential.SecretField()
 		}
-		g := sharedGroup{Previous: prev, PriorPrevious: st.group.Previous}
+		g := sharedGroup{Previous: prev, PriorPrevious: st.group.Previous, Withdrawn: st.group.Withdrawn}
 		return s.write(ctx, req.Path, st, req.Version.Data(), g)
 	})
 }
@@ -215,7 +226,20 @@ func (s *sharedStore) Rollback(ctx context.Context, req RollbackRequest) error {
 		if err != nil {
 			return err
 		}
+		withdrawn := st.group.Withdrawn
+		if req.Discard && req.RunID != "" && !slices.Contains(withdrawn, req.RunID) {
+			withdrawn = append([]string{req.RunID}, withdrawn...)
+			withdrawn = withdrawn[:min(len(withdrawn), sharedWithdrawnKept)]
+		}
 		if req.RunID == "" || st.runID != req.RunID {
+			if len(withdrawn) != len(st.group.Withdrawn) && st.cur != nil {
+				// Recorded even where the group does not hold the run's
+				// version (see Withdrawn). A document that holds no
+				// version of the group is not written.
+				g := st.group
+				g.Withdrawn = withdrawn
+				return s.write(ctx, req.Path, st, st.cur, g)
+			}
 			return nil
 		}
 		prev := st.group.Previous
@@ -229,7 +253,7 @@ func (s *sharedStore) Rollback(ctx context.Context, req RollbackRequest) error {
 		if req.Number != 0 && restore[DataRunID] != "" {
 			restore[DataVersion] = fmt.Sprint(req.Number)
 		}
-		g := sharedGroup{Previous: st.cur, PriorPrevious: nil}
+		g := sharedGroup{Previous: st.cur, PriorPrevious: nil, Withdrawn: withdrawn}
 		if req.Discard {
 			g.Previous = st.group.PriorPrevious
 		}

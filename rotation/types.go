@@ -509,6 +509,13 @@ type PublishRequest struct {
 	// publish stays a no-op success). Nil publishes over whatever is there
 	// (callers without an observation: tests, tools).
 	Expect *Expect
+	// RollForward marks the publish of a first rotation's version that
+	// its own run, holding the lease, decided to finish (a store it cannot
+	// be put back from: rollForward): the store publishes it even where a
+	// discard of the same run withdrew it before (an earlier compensation
+	// of the run that could not see the stranded store). Any other publish
+	// of a withdrawn run is refused (Withdrawn).
+	RollForward bool
 }
 
 // DescribeRequest asks for the versions at Path.

@@ -585,7 +585,7 @@ func (s *Store) Publish(ctx context.Context, req rotation.PublishRequest) error 
 	if err != nil {
 		return err
 	}
-	if slices.Contains(st.withdrawn, req.Version.RunID) {
+	if slices.Contains(st.withdrawn, req.Version.RunID) && !req.RollForward {
 		return rotation.Withdrawn(fmt.Sprintf("awssm secret %q", name), req.Version.RunID)
 	}
 	labels, ok := st.labels[tok]

@@ -197,7 +197,7 @@ func (s *Store) Publish(ctx context.Context, req rotation.PublishRequest) error 
 	if err != nil {
 		return err
 	}
-	if slices.Contains(withdrawn, v.RunID) {
+	if slices.Contains(withdrawn, v.RunID) && !req.RollForward {
 		return rotation.Withdrawn("files store "+s.abs(rel), v.RunID)
 	}
 	cur, err := s.readSlot(root, rel)

@@ -153,6 +153,7 @@ func Run(t *testing.T, h Harness) {
 		{"StaleWriterRefused", testStaleWriter},
 		{"ExpectNothingPublished", testExpectNothing},
 		{"RollbackDiscardRestoresPrevious", testRollbackDiscard},
+		{"DiscardedRunIsRefused", testDiscardedRunRefused},
 		{"CanceledContextErrors", testCanceledContext},
 	}
 	for _, tc := range tests {
@@ -271,6 +272,38 @@ func (f *fixture) discard(runID string) {
 	f.t.Helper()
 	err := f.check("Rollback", f.store.Rollback(f.ctx, rotation.RollbackRequest{Path: f.path, RunID: runID, Discard: true}))
 	require.NoError(f.t, err, "Rollback (discard) run %s", runID)
+}
+
+// testDiscardedRunRefused: after a discarding rollback of a run (whether
+// or not the store held its version), a publish of that run is refused as
+// withdrawn (it can only be a delayed request of a process that lost its
+// lease, since a run that compensated is over), and the store is left as
+// it was; the run's own roll forward (RollForward) still publishes it, and
+// other runs publish as before.
+func testDiscardedRunRefused(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	r0, r1, never, r2 := Version(t, 1, RunID()), Version(t, 2, RunID()), Version(t, 2, RunID()), Version(t, 3, RunID())
+	f.publish(r0)
+	f.publish(r1)
+	f.discard(r1.RunID)
+	requireVersion(t, r0, f.read(rotation.Current), "put back")
+	f.discard(never.RunID) // a run that never published here
+	for _, v := range []rotation.Version{r1, never} {
+		err := f.publishExpect(v, rotation.Expect{RunID: r0.RunID})
+		require.Error(t, err, "a publish of a withdrawn run is refused")
+		require.ErrorIs(t, err, rotation.ErrStoreMoved)
+		require.ErrorIs(t, err, rotation.ErrFenced)
+		require.True(t, rotation.IsPermanent(err), "the refusal is permanent: %v", err)
+		require.Contains(t, err.Error(), v.RunID)
+		require.Contains(t, err.Error(), "withdrawn")
+		requireVersion(t, r0, f.read(rotation.Current), "the store is left as it was")
+	}
+	f.remember(never)
+	require.NoError(t, f.check("Publish", f.store.Publish(f.ctx, rotation.PublishRequest{Path: f.path, Version: never,
+		Expect: &rotation.Expect{RunID: r0.RunID}, RollForward: true})), "the run's own roll forward")
+	requireVersion(t, never, f.read(rotation.Current), "rolled forward")
+	require.NoError(t, f.publishExpect(r2, rotation.Expect{RunID: never.RunID}), "another run publishes as before")
+	requireVersion(t, r2, f.read(rotation.Current), "published")
 }
 
 // requireMoved checks a refusal by the fence.

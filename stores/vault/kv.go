@@ -238,7 +238,7 @@ func (s *Store) Publish(ctx context.Context, req rotation.PublishRequest) error 
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
-	if m != nil && slices.Contains(strings.Fields(m.custom[MetaWithdrawn]), req.Version.RunID) {
+	if m != nil && slices.Contains(strings.Fields(m.custom[MetaWithdrawn]), req.Version.RunID) && !req.RollForward {
 		return rotation.Withdrawn("vault "+s.where(s.dataPath(p)), req.Version.RunID)
 	}
 	var cas int64
