@@ -22,6 +22,8 @@ type memPath struct {
 	current, previous, pending *rotation.Version
 	// prior is what was previous before current was published.
 	prior *rotation.Version
+	// withdrawn are the runs a discarding rollback withdrew.
+	withdrawn map[string]bool
 }
 
 var _ rotation.Store = (*memStore)(nil)
@@ -65,6 +67,9 @@ func (s *memStore) Publish(ctx context.Context, req rotation.PublishRequest) err
 	p := s.at(req.Path)
 	if p.current != nil && p.current.RunID == req.Version.RunID {
 		return nil
+	}
+	if p.withdrawn[req.Version.RunID] && !req.RollForward {
+		return rotation.Withdrawn("mem "+req.Path, req.Version.RunID)
 	}
 	if e := req.Expect; e != nil {
 		found := ""
@@ -126,6 +131,12 @@ func (s *memStore) Rollback(ctx context.Context, req rotation.RollbackRequest) e
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.at(req.Path)
+	if req.Discard {
+		if p.withdrawn == nil {
+			p.withdrawn = map[string]bool{}
+		}
+		p.withdrawn[req.RunID] = true
+	}
 	if p.current == nil || p.current.RunID != req.RunID {
 		return nil
 	}
