@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -669,4 +670,45 @@ func TestCutLabelMoveResentByTheSDK(t *testing.T) {
 		require.Equal(t, last.RunID, runOf(rotation.Current), "the version before is current again")
 		require.Equal(t, before, runOf(rotation.Previous), "previous is what it was before the discarded publish")
 	}
+}
+
+// denyTagResource answers TagResource as Secrets Manager answers a call
+// the caller's policy does not allow, and sends every other call on.
+type denyTagResource struct{ base http.RoundTripper }
+
+func (d denyTagResource) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".TagResource") {
+		body := `{"__type":"AccessDeniedException","Message":"User: arn:aws:iam::123456789012:user/ci is not authorized to perform: secretsmanager:TagResource"}`
+		h := http.Header{}
+		h.Set("Content-Type", "application/x-amz-json-1.1")
+		h.Set("X-Amzn-Errortype", "AccessDeniedException")
+		return &http.Response{StatusCode: http.StatusBadRequest, Status: "400 Bad Request", Header: h,
+			Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: r}, nil
+	}
+	return d.base.RoundTrip(r)
+}
+
+// TestDiscardWithoutTagResource: an identity without
+// secretsmanager:TagResource (a policy written when it was needed only
+// with create: true) cannot record the withdrawn run, and the discard
+// still puts the secret back: the put back matters more than the record.
+func TestDiscardWithoutTagResource(t *testing.T) {
+	t.Parallel()
+	e := testEnv(t)
+	if e.real {
+		t.Skip("the refusal is made in a local transport")
+	}
+	name := e.name(t)
+	plain := e.store(t, nil)
+	v1, v2 := storetest.Version(t, 1, storetest.RunID()), storetest.Version(t, 2, storetest.RunID())
+	publish(t, plain, name, v1)
+	publish(t, plain, name, v2)
+	cfg := e.cfg.Copy()
+	cfg.HTTPClient = &http.Client{Transport: denyTagResource{base: http.DefaultTransport}}
+	s, err := awssm.New(t.Context(), awssm.Config{Spec: &policy.AWSSMSpec{}, AWS: &cfg})
+	require.NoError(t, err)
+	require.NoError(t, s.Rollback(t.Context(), rotation.RollbackRequest{Path: name, RunID: v2.RunID, Discard: true}))
+	got, err := plain.Read(t.Context(), rotation.ReadRequest{Path: name, Which: rotation.Current})
+	require.NoError(t, err)
+	require.Equal(t, v1.RunID, got.RunID, "put back without the record")
 }
