@@ -234,11 +234,16 @@ func (s *sharedStore) Rollback(ctx context.Context, req RollbackRequest) error {
 		if req.RunID == "" || st.runID != req.RunID {
 			if len(withdrawn) != len(st.group.Withdrawn) && st.cur != nil {
 				// Recorded even where the group does not hold the run's
-				// version (see Withdrawn). A document that holds no
-				// version of the group is not written.
+				// version (see Withdrawn), as well as it can: a write that
+				// fails other than by a conflict (retried) leaves the
+				// document as it was, which is what the rollback owes.
+				// A document that holds no version of the group is not
+				// written.
 				g := st.group
 				g.Withdrawn = withdrawn
-				return s.write(ctx, req.Path, st, st.cur, g)
+				if err := s.write(ctx, req.Path, st, st.cur, g); errors.Is(err, ErrDocConflict) {
+					return err
+				}
 			}
 			return nil
 		}

@@ -778,16 +778,16 @@ func (s *Store) Rollback(ctx context.Context, req rotation.RollbackRequest) erro
 		return s.deletionError("rollback", name, st.deleted)
 	}
 	if req.Discard {
-		if err := s.withdraw(ctx, name, req.RunID, st); errors.Is(err, ErrAccessDenied) {
+		if err := s.withdraw(ctx, name, req.RunID, st); err != nil {
 			// The put back matters more than the record: without
 			// secretsmanager:TagResource (policies written when it was
-			// needed only with create: true) the secret is still put back,
-			// without the guard against a delayed publish of the run.
-			s.log.WarnContext(ctx, "could not record the withdrawn run on the secret (grant secretsmanager:TagResource): "+
+			// needed only with create: true), or with the store failing,
+			// the rollback goes on, without the guard against a delayed
+			// publish of the run (a failing store fails the rest too, and
+			// the compensation is tried again).
+			s.log.WarnContext(ctx, "could not record the withdrawn run on the secret (it needs secretsmanager:TagResource): "+
 				"putting it back anyway, without the guard against a delayed publish of the run",
 				"secret", name, "run_id", req.RunID, "err", err.Error())
-		} else if err != nil {
-			return err
 		}
 	}
 	if st.holder[LabelCurrent] != tok {

@@ -301,7 +301,9 @@ func (s *Store) Rollback(ctx context.Context, req rotation.RollbackRequest) erro
 		}
 		defer release()
 		if err := s.withdraw(root, rel, req.RunID); err != nil {
-			return err
+			// The put back matters more than the record.
+			s.log.WarnContext(ctx, "files store: could not record the withdrawn run: putting the file back anyway, "+
+				"without the guard against a delayed publish of the run", "file", s.abs(rel), "run_id", req.RunID, "err", err.Error())
 		}
 		return s.rollbackLocked(ctx, root, rel, req)
 	}

@@ -399,8 +399,14 @@ func (s *Store) Rollback(ctx context.Context, req rotation.RollbackRequest) erro
 		return fmt.Errorf("rollback: %w", err)
 	}
 	if req.Discard {
-		if m, err = s.withdraw(ctx, p, m, req.RunID); err != nil {
-			return fmt.Errorf("rollback: %w", err)
+		if wm, err := s.withdraw(ctx, p, m, req.RunID); err != nil {
+			// The put back matters more than the record (a token that
+			// may not write the metadata, a failing server: the rest
+			// fails too and the compensation is tried again).
+			s.log.Warn("vault: could not record the withdrawn run in custom_metadata: putting the secret back anyway, "+
+				"without the guard against a delayed publish of the run", "path", p, "run_id", req.RunID, "err", err.Error())
+		} else {
+			m = wm
 		}
 	}
 	now := s.now()
