@@ -296,16 +296,22 @@ func (s *Store) Rollback(ctx context.Context, req rotation.RollbackRequest) erro
 		// version (the run may have failed before publishing here while
 		// a delayed publish of it is still on its way).
 		root, rel, release, err := s.openForWrite(ctx, req.Path)
-		if err != nil {
-			return err
+		if err == nil {
+			defer release()
+			if err := s.withdraw(root, rel, req.RunID); err != nil {
+				// The put back matters more than the record.
+				s.log.WarnContext(ctx, "files store: could not record the withdrawn run: putting the file back anyway, "+
+					"without the guard against a delayed publish of the run", "file", s.abs(rel), "run_id", req.RunID, "err", err.Error())
+			}
+			return s.rollbackLocked(ctx, root, rel, req)
 		}
-		defer release()
-		if err := s.withdraw(root, rel, req.RunID); err != nil {
-			// The put back matters more than the record.
-			s.log.WarnContext(ctx, "files store: could not record the withdrawn run: putting the file back anyway, "+
-				"without the guard against a delayed publish of the run", "file", s.abs(rel), "run_id", req.RunID, "err", err.Error())
-		}
-		return s.rollbackLocked(ctx, root, rel, req)
+		// No write lock (a directory that is missing and cannot be
+		// created, a read-only mount): the record is best effort, and
+		// the put back goes on as a rollback without it, which does not
+		// need to write where nothing was published (a publish that
+		// could not write here failed before it wrote anything).
+		s.log.WarnContext(ctx, "files store: could not record the withdrawn run (no write lock): putting the file back without "+
+			"the guard against a delayed publish of the run", "path", req.Path, "run_id", req.RunID, "err", err.Error())
 	}
 	rel, err := s.rel(req.Path)
 	if err != nil {
