@@ -305,6 +305,11 @@ func (s *Store) Rollback(ctx context.Context, req rotation.RollbackRequest) erro
 			}
 			return s.rollbackLocked(ctx, root, rel, req)
 		}
+		if ctx.Err() != nil {
+			// The lock was not had in time (a publish may hold it, the
+			// delayed one this record is for): tried again, record first.
+			return err
+		}
 		// No write lock (a directory that is missing and cannot be
 		// created, a read-only mount): the record is best effort, and
 		// the put back goes on as a rollback without it, which does not
