@@ -182,6 +182,27 @@ func isNotFound(err error) bool {
 // the plaintext password in ALTER USER; the server hashes it).
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
+// newAWSSides makes n pairs for each side on one cluster and one
+// moto_server (its calls through transport, when not nil): rotator's
+// engine publishing to the awssm store, and awsRotation with its secrets.
+func newAWSSides(tb testing.TB, n int, transport http.RoundTripper) (*engineSide, *awsRotation, *awssm.Store) {
+	tb.Helper()
+	w := newWorld(tb, n, "e", "a")
+	cfg := mototest.New(tb).AWSConfig()
+	if transport != nil {
+		cfg.HTTPClient = &http.Client{Transport: transport}
+	}
+	store, err := awssm.New(context.Background(), awssm.Config{Spec: &policy.AWSSMSpec{Region: "us-east-1"}, AWS: &cfg})
+	require.NoError(tb, err)
+	es := newEngineSide(tb, w, w.stateDSN, w.targetDSN)
+	es.publish = func(id string) rotation.Publication {
+		return rotation.Publication{StoreName: "aws", Path: id, Store: store}
+	}
+	as := &awsRotation{w: w, client: secretsmanager.NewFromConfig(cfg)}
+	as.setup(tb, n)
+	return es, as, store
+}
+
 // BenchmarkAgainstAWSRotation: rotator's engine publishing to AWS Secrets
 // Manager (blue/green, with every observe-and-fence read, the old user
 // retired) against awsRotation (the multi-user scheme AWS documents for its
@@ -193,16 +214,7 @@ func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''
 //	go test ./bench -run '^$' -bench AgainstAWSRotation -benchtime 200x -count 1
 func BenchmarkAgainstAWSRotation(b *testing.B) {
 	n := b.N
-	w := newWorld(b, n, "e", "a")
-	cfg := mototest.New(b).AWSConfig()
-	store, err := awssm.New(context.Background(), awssm.Config{Spec: &policy.AWSSMSpec{Region: "us-east-1"}, AWS: &cfg})
-	require.NoError(b, err)
-	es := newEngineSide(b, w, w.stateDSN, w.targetDSN)
-	es.publish = func(id string) rotation.Publication {
-		return rotation.Publication{StoreName: "aws", Path: id, Store: store}
-	}
-	as := &awsRotation{w: w, client: secretsmanager.NewFromConfig(cfg)}
-	as.setup(b, n)
+	es, as, _ := newAWSSides(b, n, nil)
 	for _, fn := range []func(int) error{es.rotate, as.rotate} {
 		_, err := boundedN(0, n, 1, fn)
 		require.NoError(b, err)
@@ -247,18 +259,8 @@ const rotatorAWSCalls = 9
 func TestAWSRotation(t *testing.T) {
 	const n = 3
 	ctx := context.Background()
-	w := newWorld(t, n, "e", "a")
-	cfg := mototest.New(t).AWSConfig()
 	calls := mototest.NewCutAnswers() // cuts nothing: counts the calls
-	cfg.HTTPClient = &http.Client{Transport: calls}
-	store, err := awssm.New(ctx, awssm.Config{Spec: &policy.AWSSMSpec{Region: "us-east-1"}, AWS: &cfg})
-	require.NoError(t, err)
-	es := newEngineSide(t, w, w.stateDSN, w.targetDSN)
-	es.publish = func(id string) rotation.Publication {
-		return rotation.Publication{StoreName: "aws", Path: id, Store: store}
-	}
-	as := &awsRotation{w: w, client: secretsmanager.NewFromConfig(cfg)}
-	as.setup(t, n)
+	es, as, store := newAWSSides(t, n, calls)
 	ops := []string{"DescribeSecret", "GetSecretValue", "PutSecretValue", "UpdateSecretVersionStage", "CreateSecret", "GetRandomPassword"}
 	count := func() (total int) {
 		for _, op := range ops {
