@@ -563,9 +563,6 @@ func TestDiscardRestoresPreviousLabel(t *testing.T) {
 func TestReadAfterClosedConnection(t *testing.T) {
 	t.Parallel()
 	e := testEnv(t)
-	if e.real {
-		t.Skip("the cut is made in a local transport on moto's answers")
-	}
 	name := e.name(t)
 	plain := e.store(t, nil)
 	v1, v2 := storetest.Version(t, 1, storetest.RunID()), storetest.Version(t, 2, storetest.RunID())
@@ -574,13 +571,9 @@ func TestReadAfterClosedConnection(t *testing.T) {
 	cut := mototest.NewCutAnswers()
 	cut.Cut("DescribeSecret", 1, 0)
 	cut.Cut("GetSecretValue", 1, 0)
-	cfg := e.cfg.Copy()
-	cfg.HTTPClient = &http.Client{Transport: cut}
 	// The store's own behaviour: the SDK retries nothing (the tests'
 	// configuration would retry this very cut).
-	cfg.Retryer = func() aws.Retryer { return aws.NopRetryer{} }
-	s, err := awssm.New(t.Context(), awssm.Config{Spec: &policy.AWSSMSpec{}, AWS: &cfg})
-	require.NoError(t, err)
+	s := e.storeVia(t, cut, func() aws.Retryer { return aws.NopRetryer{} })
 
 	got, err := s.Read(t.Context(), rotation.ReadRequest{Path: name, Which: rotation.Current})
 	require.NoError(t, err, "a read cut once is sent again")
@@ -608,18 +601,11 @@ func TestReadAfterClosedConnection(t *testing.T) {
 func TestCutLabelMoveResentByTheSDK(t *testing.T) {
 	t.Parallel()
 	e := testEnv(t)
-	if e.real {
-		t.Skip("the cut is made in a local transport on moto's answers")
-	}
 	const op = "UpdateSecretVersionStage"
 	name := e.name(t)
 	plain := e.store(t, nil)
 	cut := mototest.NewCutAnswers()
-	cfg := e.cfg.Copy()
-	cfg.HTTPClient = &http.Client{Transport: cut}
-	cfg.Retryer = nil // the SDK's default, as in production
-	s, err := awssm.New(t.Context(), awssm.Config{Spec: &policy.AWSSMSpec{}, AWS: &cfg})
-	require.NoError(t, err)
+	s := e.storeVia(t, cut, nil) // the SDK's default retryer, as in production
 	// arm cuts the answer of the n-th (from 1) label move from now on and
 	// returns a func that checks the cut was made and the call sent again.
 	arm := func(n int) func() {
@@ -695,18 +681,12 @@ func (d denyTagResource) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestDiscardWithoutTagResource(t *testing.T) {
 	t.Parallel()
 	e := testEnv(t)
-	if e.real {
-		t.Skip("the refusal is made in a local transport")
-	}
 	name := e.name(t)
 	plain := e.store(t, nil)
 	v1, v2 := storetest.Version(t, 1, storetest.RunID()), storetest.Version(t, 2, storetest.RunID())
 	publish(t, plain, name, v1)
 	publish(t, plain, name, v2)
-	cfg := e.cfg.Copy()
-	cfg.HTTPClient = &http.Client{Transport: denyTagResource{base: http.DefaultTransport}}
-	s, err := awssm.New(t.Context(), awssm.Config{Spec: &policy.AWSSMSpec{}, AWS: &cfg})
-	require.NoError(t, err)
+	s := e.storeVia(t, denyTagResource{base: http.DefaultTransport}, nil)
 	require.NoError(t, s.Rollback(t.Context(), rotation.RollbackRequest{Path: name, RunID: v2.RunID, Discard: true}))
 	got, err := plain.Read(t.Context(), rotation.ReadRequest{Path: name, Which: rotation.Current})
 	require.NoError(t, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net/http"
 	"os"
 	"testing"
 	"time"
@@ -78,6 +79,22 @@ func (e env) store(t *testing.T, spec *policy.AWSSMSpec) *awssm.Store {
 	}
 	cfg := e.cfg
 	s, err := awssm.New(t.Context(), awssm.Config{Spec: spec, AWS: &cfg})
+	require.NoError(t, err)
+	return s
+}
+
+// storeVia is a store whose calls go through transport, with retryer
+// (nil: the SDK's default, as in production). A test that shapes the
+// answers (cut, refused) runs against moto only.
+func (e env) storeVia(t *testing.T, transport http.RoundTripper, retryer func() aws.Retryer) *awssm.Store {
+	t.Helper()
+	if e.real {
+		t.Skip("the answers are shaped in a local transport on moto's")
+	}
+	cfg := e.cfg.Copy()
+	cfg.HTTPClient = &http.Client{Transport: transport}
+	cfg.Retryer = retryer
+	s, err := awssm.New(t.Context(), awssm.Config{Spec: &policy.AWSSMSpec{}, AWS: &cfg})
 	require.NoError(t, err)
 	return s
 }
