@@ -9,7 +9,9 @@
 #      wall time and peak RSS (/usr/bin/time %M) of every run, and the
 #      ratio of the medians against 10 secrets; then, for each size, the
 #      first tick after a change of the file (a comment appended), which
-#      loads the file and syncs every due time again.
+#      loads the file and syncs every due time again; and `rotator
+#      validate` of the file with one mistake (the middle secret's class),
+#      which must name it.
 #   2. The daemon with DAEMON_N secrets (default 100,000; per-secret
 #      series off, the default above 1,000 secrets): time to /readyz, the
 #      first round of published-credential checks, CPU over IDLE seconds
@@ -129,6 +131,22 @@ PY
     echo "# changed $(date)" >> "$WORK/n$n/policies.yaml"
     read -r ns kb < <(tick "$n")
     echo "BenchmarkRunDueAfterChange/secrets=$n 1 $ns ns/op $((kb * 1024)) peak-RSS-B" | tee -a "$OUT"
+  done
+  # A file with one mistake (the middle secret's class unknown): what
+  # `rotator validate`, a tick or a reload costs to say where it is.
+  echo "rotator validate, a file with one mistake in the middle secret"
+  for n in $SIZES; do
+    dir=$WORK/n$n
+    mid=$(printf 'tok/t%06d,' $((n / 2)))
+    sed "s|id: $mid class: admin_token|id: $mid class: no_such_class|" "$dir/policies.yaml" > "$dir/mistake.yaml"
+    t0=$(date +%s%N)
+    if /usr/bin/time -f %M -o "$dir/rss" $BIN validate --policies "$dir/mistake.yaml" > "$dir/out" 2>&1; then
+      echo "n=$n: validate took a file with a mistake"; exit 1
+    fi
+    t1=$(date +%s%N)
+    grep -q "mistake.yaml:[0-9]*:[0-9]*: secrets\[$((n / 2))\].class: unknown class" "$dir/out" ||
+      { echo "n=$n: validate did not name the mistake:"; head -5 "$dir/out"; exit 1; }
+    echo "BenchmarkValidateOneMistake/secrets=$n 1 $((t1 - t0)) ns/op $(($(tail -1 "$dir/rss") * 1024)) peak-RSS-B" | tee -a "$OUT"
   done
 fi
 

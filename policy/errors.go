@@ -44,11 +44,22 @@ func (e *Error) Error() string {
 // errors.As finds both the list and, through Unwrap, its first *Error.
 type ErrorList []*Error
 
-// Error joins the errors with newlines.
+// MaxShown is how many errors ErrorList.Error shows; the rest are
+// counted on a last line. One mistake in defaults, classes or stores can
+// make every secret of a large file fail (100,000 lines for an unknown
+// store); the list itself keeps them all.
+const MaxShown = 100
+
+// Error joins the errors with newlines, the first MaxShown of them.
 func (l ErrorList) Error() string {
-	s := make([]string, len(l))
-	for i, e := range l {
+	n := min(len(l), MaxShown)
+	s := make([]string, n, n+1)
+	for i, e := range l[:n] {
 		s[i] = e.Error()
+	}
+	if len(l) > n {
+		s = append(s, fmt.Sprintf("... and %d more problems (%d in all; the first %d are shown): when many secrets fail alike, "+
+			"look for one mistake they share (a store, a class, defaults), fix it and run rotator validate again", len(l)-n, len(l), n))
 	}
 	return strings.Join(s, "\n")
 }

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -339,4 +340,25 @@ func TestParseAnchorsAndPositions(t *testing.T) {
 	// A class that fails to decode is reported once, not again as unknown.
 	_, err = Parse("p.yaml", []byte("classes:\n  fast: [1h]\n"+strings.Replace(base, "class: database", "class: fast", 1)))
 	require.EqualError(t, err, "p.yaml:2:9: classes.fast: expected a mapping, got a list")
+}
+
+// TestErrorListShowsTheFirstHundred: a mistake every secret of a large
+// file shares is shown for the first MaxShown secrets, and the rest are
+// counted; the list keeps them all.
+func TestErrorListShowsTheFirstHundred(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("stores:\n  - name: local\n    files: {dir: out}\nsecrets:\n")
+	for i := range 250 {
+		fmt.Fprintf(&b, "  - {id: tok/t%03d, class: admin_token, rotator: {token: {}}, publish: [{store: locl, path: t%03d}]}\n", i, i)
+	}
+	_, err := Parse("policies.yaml", []byte(b.String()))
+	var list ErrorList
+	require.ErrorAs(t, err, &list)
+	require.Len(t, list, 250, "the list keeps every error")
+	lines := strings.Split(err.Error(), "\n")
+	require.Len(t, lines, MaxShown+1)
+	require.Equal(t, `policies.yaml:5:80: secrets[0].publish[0].store: unknown store "locl"; the stores are local`, lines[0])
+	require.Contains(t, lines[MaxShown-1], "secrets[99].publish[0].store")
+	require.Equal(t, "... and 150 more problems (250 in all; the first 100 are shown): when many secrets fail alike, "+
+		"look for one mistake they share (a store, a class, defaults), fix it and run rotator validate again", lines[MaxShown])
 }

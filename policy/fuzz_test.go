@@ -46,6 +46,17 @@ func FuzzLoad(f *testing.F) {
 			require.True(t, reflect.DeepEqual(sf, rf), "the File reloaded reusing the previous one differs")
 			require.Equal(t, len(sf.Secrets), shared(sf, rf), "every piece is reused")
 		}
+		// A file that does not load is answered piece by piece with the
+		// whole loader's errors (streamedErrors).
+		if errs, _, ok := streamedErrors(name, "/fuzz", data); ok {
+			_, _, werr := parseWhole(name, "/fuzz", data)
+			if len(errs) == 0 {
+				require.NoError(t, werr, "the streamed loader found no error in a file the whole loader refuses")
+			} else {
+				require.Error(t, werr, "the streamed loader found errors in a file the whole loader takes")
+				require.Equal(t, werr.Error(), errs.Error())
+			}
+		}
 		file, nodes, err := parse(name, data, nil)
 		require.LessOrEqual(t, nodes, Budget(len(data))+1, "the decoder stops at the budget")
 		if err != nil {

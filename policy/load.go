@@ -164,6 +164,11 @@ func parse(name string, data []byte, prev *File) (_ *File, nodes int, _ error) {
 		if f, nodes, err := parseStreamed(name, dir, data, prev); err == nil {
 			return f, nodes, nil
 		}
+		// A large file that does not load: its errors, found piece by
+		// piece, unless only the whole loader can tell.
+		if errs, nodes, ok := streamedErrors(name, dir, data); ok && len(errs) > 0 {
+			return nil, nodes, errs
+		}
 	}
 	return parseWhole(name, dir, data)
 }

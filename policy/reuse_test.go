@@ -200,6 +200,17 @@ func FuzzLoadReuse(f *testing.F) {
 		o := int(off % uint(len(data)+1))
 		e := min(o+int(n%uint(len(data)-o+1)), len(data))
 		next := append(append(append([]byte{}, data[:o]...), insert...), data[e:]...)
+		// A file that does not load is answered piece by piece with the
+		// whole loader's errors (streamedErrors).
+		if errs, _, ok := streamedErrors("policies.yaml", "/fuzz", next); ok {
+			_, _, werr := parseWhole("policies.yaml", "/fuzz", next)
+			if len(errs) == 0 {
+				require.NoError(t, werr, "the streamed loader found no error in a file the whole loader refuses")
+			} else {
+				require.Error(t, werr, "the streamed loader found errors in a file the whole loader takes")
+				require.Equal(t, werr.Error(), errs.Error())
+			}
+		}
 		fresh, fnodes, ferr := parse("policies.yaml", next, nil)
 		reused, rnodes, rerr := parse("policies.yaml", next, prev)
 		if ferr != nil {

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -106,4 +107,91 @@ func TestStreamedLoadReferenceFile(t *testing.T) {
 		return
 	}
 	require.True(t, sameFile(whole, streamed))
+}
+
+// TestStreamedErrorsAreTheWholeLoaders: a large file that does not load is
+// answered piece by piece with the errors the whole loader gives, those
+// found across pieces included, in its order and at its positions.
+func TestStreamedErrorsAreTheWholeLoaders(t *testing.T) {
+	oldMin, oldChunk := streamMin, streamChunk
+	streamMin, streamChunk = 0, 3
+	t.Cleanup(func() { streamMin, streamChunk = oldMin, oldChunk })
+	good := bigFile(40)
+	// mgmt makes secret a/a<i> an http_api secret whose management key is
+	// the secret named.
+	mgmt := func(text string, i int, names string) string {
+		return strings.Replace(text, fmt.Sprintf("a/a%05d # a comment\n    class: api_key\n    interval: 7d\n    rotator: {token: {length: 40}}", i),
+			fmt.Sprintf("a/a%05d # a comment\n    class: api_key\n    interval: 7d\n    rotator: {http_api: {preset: openrouter, management_secret: %s}}", i, names), 1)
+	}
+	fields := func(text string, i int, doc, field string) string {
+		return strings.Replace(text, fmt.Sprintf("publish: [{store: local, path: a/a%05d.json}]", i),
+			fmt.Sprintf("publish: [{store: local, path: %s, fields: {token: %s}}]", doc, field), 1)
+	}
+	cases := map[string]string{
+		"unknown field":                                  strings.Replace(good, "    interval: 7d\n", "    intervall: 7d\n", 1),
+		"errors in several pieces":                       strings.Replace(strings.Replace(good, "class: api_key", "class: nosuch", 2), "length: 32", "length: -4", 3),
+		"duplicate id across pieces":                     strings.Replace(good, "id: a/a00035", "id: db/p00000", 1),
+		"duplicate id three times":                       strings.Replace(strings.Replace(good, "id: a/a00035", "id: db/p00004", 1), "id: a/a00019", "id: db/p00004", 1),
+		"duplicate target across pieces":                 strings.Replace(good, "path: a/a00035.json", "path: db/p00000.json", 1),
+		"two spellings of one target":                    strings.Replace(good, "path: a/a00035.json", "path: ./db/p00000.json", 1),
+		"one field owned twice":                          fields(fields(good, 3, "shared.json", "password"), 35, "shared.json", "password"),
+		"a whole document and fields":                    fields(good, 35, "db/p00000.json", "password"),
+		"management secret unknown":                      mgmt(good, 35, "api/nosuch"),
+		"management secret later, and an error":          strings.Replace(mgmt(good, 3, "a/a00039"), "class: database", "class: nosuch", 1),
+		"management secret unknown twice, with a bad id": strings.Replace(mgmt(mgmt(good, 3, "api/gone"), 39, "api/gone"), "id: a/a00011", "id: A/BAD", 1),
+		"header: unknown store kind":                     strings.Replace(good, "    files: {dir: out}\n", "    filez: {dir: out}\n", 1),
+		"header: bad default and a secret's mistake":     strings.Replace(strings.Replace(good, "grace: 30s", "grace: -3s", 1), "class: custom", "class: nosuch", 1),
+		"header: bad notify":                             strings.Replace(good, "remind_before: 7d", "remind_before: soon", 1),
+		"unknown store":                                  strings.Replace(good, "{store: local, path: a/a00007.json}", "{store: nowhere, path: a/a00007.json}", 1),
+		"unknown top-level key":                          "bogus: 1\n" + strings.Replace(good, "class: custom", "class: nosuch", 1),
+	}
+	for name, text := range cases {
+		t.Run(name, func(t *testing.T) {
+			require.NotEqual(t, good, text, "the case changes the file")
+			_, _, werr := parseWhole("policies.yaml", "/x", []byte(text))
+			require.Error(t, werr, "the case is an invalid file")
+			errs, _, ok := streamedErrors("policies.yaml", "/x", []byte(text))
+			require.True(t, ok, "the streamed loader answers")
+			require.NotEmpty(t, errs)
+			require.Equal(t, werr.Error(), errs.Error())
+			// What Load answers (parse: the directory of the file).
+			dir, err := filepath.Abs(".")
+			require.NoError(t, err)
+			_, _, werr = parseWhole("policies.yaml", dir, []byte(text))
+			_, _, err = parse("policies.yaml", []byte(text), nil)
+			require.Equal(t, werr.Error(), err.Error())
+		})
+	}
+	t.Run("valid across pieces", func(t *testing.T) {
+		// Valid: the management secret is in a later piece; two
+		// secrets own different fields of one document.
+		text := fields(fields(mgmt(good, 3, "a/a00039"), 7, "shared.json", "password"), 35, "shared.json", "other")
+		_, _, werr := parseWhole("policies.yaml", "/x", []byte(text))
+		require.NoError(t, werr)
+		errs, _, ok := streamedErrors("policies.yaml", "/x", []byte(text))
+		require.True(t, ok)
+		require.Empty(t, errs)
+	})
+	t.Run("the testdata", func(t *testing.T) {
+		paths, err := filepath.Glob("testdata/*/*.yaml")
+		require.NoError(t, err)
+		answered := 0
+		for _, p := range paths {
+			data, err := os.ReadFile(p)
+			require.NoError(t, err)
+			errs, _, ok := streamedErrors(p, "/x", data)
+			if !ok {
+				continue
+			}
+			answered++
+			_, _, werr := parseWhole(p, "/x", data)
+			if werr == nil {
+				require.Empty(t, errs, p)
+				continue
+			}
+			require.Equal(t, werr.Error(), errs.Error(), p)
+		}
+		require.NotZero(t, answered)
+		t.Logf("the streamed loader answered %d of %d files", answered, len(paths))
+	})
 }

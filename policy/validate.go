@@ -39,6 +39,46 @@ type validator struct {
 	f *File
 	// crons caches what cronProblem says about each schedule.
 	crons map[string]string
+	// base is the index in the file of f.Secrets[0] (a piece of a large
+	// file is validated on its own: stream.go), and x what the pieces
+	// share (nil: f is the whole file).
+	base int
+	x    *across
+}
+
+// across is what the validation of a file's pieces (stream.go) carries
+// from one piece to the next: what the validator checks across the list
+// of secrets, as it would over the whole list.
+type across struct {
+	ids    *names
+	first  map[string]use
+	owners map[string]map[string]use
+	// lookups are the management_secret references not found in their
+	// piece, checked against every id once the list is read (ids).
+	lookups []lookup
+	all     map[string]bool
+}
+
+// lookup is a reference to another secret by id, at a field.
+type lookup struct {
+	path, id string
+	pos      Position
+}
+
+// cross returns what is checked across the list: the pieces' shared
+// state, or a new one for a whole file.
+func (v *validator) cross() *across {
+	if v.x == nil {
+		v.x = newAcross()
+	}
+	return v.x
+}
+
+func newAcross() *across {
+	return &across{ids: &names{kind: "id", verb: "used", re: secretIDRE,
+		expected: "a path-like id of lowercase letters, digits, ., _ and - separated by / (such as db/postgres)",
+		missing:  "required: a path-like id such as db/postgres"},
+		first: map[string]use{}, owners: map[string]map[string]use{}}
 }
 
 // has reports whether the file sets the field at path.
@@ -76,15 +116,23 @@ func (v *validator) where(path string) Position {
 // errf reports a problem with the field at path, unless the field or one
 // that contains it already failed to decode.
 func (v *validator) errf(path, format string, args ...any) {
-	for p := path; ; p = parent(p) {
-		if v.d.bad[p] {
-			return
-		}
-		if p == "" {
-			break
-		}
+	if v.muted(path) {
+		return
 	}
 	v.d.errs = append(v.d.errs, Errorf(v.where(path), path, format, args...))
+}
+
+// muted: the field at path, or one that contains it, failed to decode
+// (that error is reported).
+func (v *validator) muted(path string) bool {
+	for p := path; ; p = parent(p) {
+		if v.d.bad[p] {
+			return true
+		}
+		if p == "" {
+			return false
+		}
+	}
 }
 
 // oneOf formats allowed values for a message: "a", "b" or "c".
@@ -251,22 +299,30 @@ type names struct {
 	re       *regexp.Regexp
 	expected string // what a well-formed name looks like
 	missing  string // the message when it is absent
-	seen     map[string]string
+	// seen is where each name was first given: its field path and the
+	// position of that field.
+	seen map[string]seenAt
+}
+
+// seenAt is a field path and where it stands in the file.
+type seenAt struct {
+	path string
+	pos  Position
 }
 
 func (v *validator) name(n *names, path, value string) {
 	if n.seen == nil {
-		n.seen = map[string]string{}
+		n.seen = map[string]seenAt{}
 	}
 	switch {
 	case value == "":
 		v.errf(path, "%s", n.missing)
 	case !n.re.MatchString(value):
 		v.errf(path, "expected %s, got %q", n.expected, value)
-	case n.seen[value] != "":
-		v.errf(path, "%s %q is already %s at %s", n.kind, value, n.verb, v.where(n.seen[value]))
+	case n.seen[value].path != "":
+		v.errf(path, "%s %q is already %s at %s", n.kind, value, n.verb, n.seen[value].pos)
 	default:
-		n.seen[value] = path
+		n.seen[value] = seenAt{path, v.where(path)}
 	}
 }
 
@@ -347,11 +403,12 @@ func (v *validator) secrets() {
 		}
 	}
 	classes := mergeClasses(f.Classes)
-	ids := &names{kind: "id", verb: "used", re: secretIDRE,
-		expected: "a path-like id of lowercase letters, digits, ., _ and - separated by / (such as db/postgres)",
-		missing:  "required: a path-like id such as db/postgres"}
+	ids := v.cross().ids
 	for i, s := range f.Secrets {
-		p := fmt.Sprintf("secrets[%d]", i)
+		p := fmt.Sprintf("secrets[%d]", v.base+i)
+		if v.x.all != nil {
+			v.x.all[s.ID] = true
+		}
 		v.name(ids, p+".id", s.ID)
 		switch {
 		case s.Class == "":
@@ -539,10 +596,19 @@ func dotDotPath(p string) bool {
 	return slices.Contains(strings.FieldsFunc(p, func(r rune) bool { return r == '/' || r == '\\' }), "..")
 }
 
-// use is a publish entry and its field path.
+// use is a publish entry: its field path, where it stands, and what the
+// checks compare (not the entry itself: the pieces of a large file are
+// freed as they are checked).
 type use struct {
-	path string // field path of the entry
-	pub  *PublishSpec
+	path        string // field path of the entry
+	pos         Position
+	store, spec string // its store and path as written
+	fields      bool   // it owns fields of a shared document
+}
+
+// useOf is the use of the publish entry pub at path p.
+func (v *validator) useOf(p string, pub *PublishSpec) use {
+	return use{path: p, pos: v.where(p), store: pub.Store, spec: pub.Path, fields: len(pub.Fields) > 0}
 }
 
 // publishTargets reports publish entries, across the whole file, that
@@ -550,13 +616,13 @@ type use struct {
 // files directory, the same Vault mount and path): one rotation would
 // silently replace the other's credential.
 func (v *validator) publishTargets() {
-	first := map[string]use{} // by target key
-	// owners: for a shared document (entries with fields), the entry
-	// owning each of its fields.
-	owners := map[string]map[string]use{}
+	// first: the first entry at each target key; owners: for a shared
+	// document (entries with fields), the entry owning each of its
+	// fields.
+	first, owners := v.cross().first, v.x.owners
 	for i, s := range v.f.Secrets {
 		for j, pub := range s.Publish {
-			p := fmt.Sprintf("secrets[%d].publish[%d]", i, j)
+			p := fmt.Sprintf("secrets[%d].publish[%d]", v.base+i, j)
 			if pub == nil || pub.Store == "" || pub.Path == "" || absolutePath(pub.Path) || dotDotPath(pub.Path) {
 				continue // reported by publish
 			}
@@ -570,7 +636,7 @@ func (v *validator) publishTargets() {
 				t = target{key: "name\x00" + pub.Store + "\x00" + pub.Path}
 			}
 			prev, dup := first[t.key]
-			if dup && len(pub.Fields) > 0 && len(prev.pub.Fields) > 0 {
+			if dup && len(pub.Fields) > 0 && prev.fields {
 				v.sharedOwners(p, pub, owners, t.key, s.ID)
 				continue
 			}
@@ -579,22 +645,22 @@ func (v *validator) publishTargets() {
 					owners[t.key] = map[string]use{}
 				}
 				for _, f := range pub.Fields {
-					owners[t.key][f] = use{p, pub}
+					owners[t.key][f] = v.useOf(p, pub)
 				}
-				owners[t.key][rotationMetaPrefix+"id\x00"+s.ID] = use{p, pub}
+				owners[t.key][rotationMetaPrefix+"id\x00"+s.ID] = v.useOf(p, pub)
 			}
 			switch {
-			case dup && (len(pub.Fields) > 0) != (len(prev.pub.Fields) > 0):
+			case dup && (len(pub.Fields) > 0) != prev.fields:
 				v.errf(p, "store %q, path %q is already published to at %s (%s): a secret that owns the whole document and one that owns fields of it (fields:) may not share it; give both fields:",
-					pub.Store, pub.Path, v.where(prev.path), prev.path)
+					pub.Store, pub.Path, prev.pos, prev.path)
 			case !dup:
-				first[t.key] = use{p, pub}
-			case prev.pub.Store == pub.Store && prev.pub.Path == pub.Path:
+				first[t.key] = v.useOf(p, pub)
+			case prev.store == pub.Store && prev.spec == pub.Path:
 				v.errf(p, "store %q, path %q is already published to at %s (%s): two publish entries may not write to one place",
-					pub.Store, pub.Path, v.where(prev.path), prev.path)
+					pub.Store, pub.Path, prev.pos, prev.path)
 			default:
 				v.errf(p, "store %q, path %q is already published to at %s (%s, as store %q, path %q): both are %s; two publish entries may not write to one place",
-					pub.Store, pub.Path, v.where(prev.path), prev.path, prev.pub.Store, prev.pub.Path, t.desc)
+					pub.Store, pub.Path, prev.pos, prev.path, prev.store, prev.spec, t.desc)
 			}
 		}
 	}
@@ -606,17 +672,17 @@ func (v *validator) publishTargets() {
 func (v *validator) sharedOwners(p string, pub *PublishSpec, owners map[string]map[string]use, key, id string) {
 	own := owners[key]
 	if u, ok := own[rotationMetaPrefix+"id\x00"+id]; ok {
-		v.errf(p, "secret %q already publishes into store %q, path %q at %s (%s): one entry per secret and document; put all its fields in one", id, pub.Store, pub.Path, v.where(u.path), u.path)
+		v.errf(p, "secret %q already publishes into store %q, path %q at %s (%s): one entry per secret and document; put all its fields in one", id, pub.Store, pub.Path, u.pos, u.path)
 		return
 	}
-	own[rotationMetaPrefix+"id\x00"+id] = use{p, pub}
+	own[rotationMetaPrefix+"id\x00"+id] = v.useOf(p, pub)
 	for _, k := range sortedKeys(pub.Fields) {
 		f := pub.Fields[k]
 		if u, ok := own[f]; ok {
-			v.errf(p+".fields."+k, "field %q of store %q, path %q is already owned by %s (%s): two secrets may not own one field", f, pub.Store, pub.Path, v.where(u.path), u.path)
+			v.errf(p+".fields."+k, "field %q of store %q, path %q is already owned by %s (%s): two secrets may not own one field", f, pub.Store, pub.Path, u.pos, u.path)
 			continue
 		}
-		own[f] = use{p, pub}
+		own[f] = v.useOf(p, pub)
 	}
 }
 

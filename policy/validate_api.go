@@ -76,8 +76,14 @@ func (v *validator) httpAPI(p string, h *HTTPAPISpec) {
 		for _, s := range v.f.Secrets {
 			found = found || s.ID == h.ManagementSecret
 		}
-		if !found {
-			v.errf(p+".management_secret", "unknown secret %q: name the id of another secret in this file", h.ManagementSecret)
+		switch path := p + ".management_secret"; {
+		case found || v.muted(path):
+		case v.x != nil && v.x.all != nil:
+			// A piece of a large file: the secret may be in another
+			// piece; looked up once every id is known (stream.go).
+			v.x.lookups = append(v.x.lookups, lookup{path: path, id: h.ManagementSecret, pos: v.where(path)})
+		default:
+			v.errf(path, "%s", unknownSecret(h.ManagementSecret))
 		}
 	}
 	if !namePrefixRE.MatchString(h.NamePrefix) {
@@ -271,4 +277,10 @@ func (v *validator) pollInterval(path string, d *Duration) {
 		v.errf(path, "must be between %s and %s (how often the check is asked again while it does not pass), got %s",
 			Duration(MinPollInterval), Duration(MaxPollInterval), *d)
 	}
+}
+
+// unknownSecret is the message for a management_secret that names no
+// secret of the file.
+func unknownSecret(id string) string {
+	return fmt.Sprintf("unknown secret %q: name the id of another secret in this file", id)
 }
