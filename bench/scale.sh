@@ -21,7 +21,9 @@
 #      reused from the policies in force; RELOAD=top: a comment as the
 #      first line, every line moves, so the whole file is decoded again),
 #      three /metrics scrapes (time and size), peak RSS (VmHWM, start and
-#      reload included).
+#      reload included). RELOAD=mistake: the reload is of the file with the
+#      middle secret's class unknown, which must be refused with the
+#      policies in force kept.
 #
 # Results go to OUT (default .bench/scale.txt) in the Go benchmark format
 # (benchstat reads it), then bench/compare.py compares them with the
@@ -193,11 +195,23 @@ if [ "$DAEMON_N" -gt 0 ]; then
   case $RELOAD in
     end) echo "# reloaded $(date)" >> "$dir/policies.yaml" ;;
     top) sed -i "1i # reloaded $(date)" "$dir/policies.yaml" ;;
-    *) echo "RELOAD: end or top, not $RELOAD" >&2; exit 2 ;;
+    mistake)
+      # The middle secret's class unknown: the reload must be refused and
+      # the policies in force kept (the file is put back afterwards).
+      cp "$dir/policies.yaml" "$dir/policies.good"
+      mid=$(printf 'tok/t%06d,' $((DAEMON_N / 2)))
+      sed -i "s|id: $mid class: admin_token|id: $mid class: no_such_class|" "$dir/policies.yaml" ;;
+    *) echo "RELOAD: end, top or mistake, not $RELOAD" >&2; exit 2 ;;
   esac
   from=$(grep -c . "$dir/daemon.log" || true)
   kill -HUP "$dpid"
   until tail -n +"$((from + 1))" "$dir/daemon.log" | grep -q '"policies reloaded"\|"policies not reloaded'; do sleep 0.1; done
+  if [ "$RELOAD" = mistake ]; then
+    mv "$dir/policies.good" "$dir/policies.yaml"
+    tail -n +"$((from + 1))" "$dir/daemon.log" | grep '"policies not reloaded' | grep -q 'unknown class' ||
+      { echo "the reload of a file with a mistake was not refused with the mistake named:"; tail -3 "$dir/daemon.log"; exit 1; }
+    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { echo "the daemon is not ready after a refused reload"; exit 1; }
+  fi
   sleep 2 # the metrics refresh the reload pokes
   for i in 1 2 3; do
     m=$(curl -s -o "$dir/metrics" -w '%{time_total}' "http://127.0.0.1:$port/metrics")

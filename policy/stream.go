@@ -248,7 +248,7 @@ func parseStreamed(name, dir string, data []byte, prev *File) (_ *File, nodes in
 	// whose defaults are filled at the end.
 	var fresh []int
 	ids := map[string]bool{}
-	targets := map[string]bool{}
+	targets := map[targetID]bool{}
 	for first := 0; first < len(blk.items); first += streamChunk {
 		last := min(first+streamChunk, len(blk.items))
 		end := blk.end
@@ -288,10 +288,10 @@ func parseStreamed(name, dir string, data []byte, prev *File) (_ *File, nodes in
 						key = t.key
 					}
 				}
-				if targets[key] {
+				if targets[idOf(key)] {
 					return nil, nodes, errNoStream
 				}
-				targets[key] = true
+				targets[idOf(key)] = true
 			}
 		}
 		secrets = append(secrets, piece...)
@@ -423,7 +423,7 @@ func streamedErrors(name, dir string, data []byte) (_ ErrorList, nodes int, ok b
 	errs := append(ErrorList(nil), hd.errs...)
 	nodes = hd.nodes
 	x := newAcross()
-	x.all = map[string]bool{}
+	x.other = map[string]bool{}
 	for first := 0; first < len(blk.items); first += streamChunk {
 		last := min(first+streamChunk, len(blk.items))
 		end := blk.end
@@ -438,7 +438,7 @@ func streamedErrors(name, dir string, data []byte) (_ ErrorList, nodes int, ok b
 		errs = append(errs, perrs...)
 	}
 	for _, l := range x.lookups {
-		if !x.all[l.id] {
+		if _, ok := x.ids.seen[l.id]; !ok && !x.other[l.id] {
 			errs = append(errs, Errorf(l.pos, l.path, "%s", unknownSecret(l.id)))
 		}
 	}

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -51,12 +52,13 @@ type validator struct {
 // of secrets, as it would over the whole list.
 type across struct {
 	ids    *names
-	first  map[string]use
+	first  map[targetID]use
 	owners map[string]map[string]use
 	// lookups are the management_secret references not found in their
-	// piece, checked against every id once the list is read (ids).
+	// piece, checked once the list is read against the ids (ids.seen, and
+	// other: those not taken there, malformed or empty).
 	lookups []lookup
-	all     map[string]bool
+	other   map[string]bool
 }
 
 // lookup is a reference to another secret by id, at a field.
@@ -78,7 +80,7 @@ func newAcross() *across {
 	return &across{ids: &names{kind: "id", verb: "used", re: secretIDRE,
 		expected: "a path-like id of lowercase letters, digits, ., _ and - separated by / (such as db/postgres)",
 		missing:  "required: a path-like id such as db/postgres"},
-		first: map[string]use{}, owners: map[string]map[string]use{}}
+		first: map[targetID]use{}, owners: map[string]map[string]use{}}
 }
 
 // has reports whether the file sets the field at path.
@@ -299,30 +301,23 @@ type names struct {
 	re       *regexp.Regexp
 	expected string // what a well-formed name looks like
 	missing  string // the message when it is absent
-	// seen is where each name was first given: its field path and the
-	// position of that field.
-	seen map[string]seenAt
-}
-
-// seenAt is a field path and where it stands in the file.
-type seenAt struct {
-	path string
-	pos  Position
+	// seen is where each name was first given.
+	seen map[string]Position
 }
 
 func (v *validator) name(n *names, path, value string) {
 	if n.seen == nil {
-		n.seen = map[string]seenAt{}
+		n.seen = map[string]Position{}
 	}
 	switch {
 	case value == "":
 		v.errf(path, "%s", n.missing)
 	case !n.re.MatchString(value):
 		v.errf(path, "expected %s, got %q", n.expected, value)
-	case n.seen[value].path != "":
-		v.errf(path, "%s %q is already %s at %s", n.kind, value, n.verb, n.seen[value].pos)
+	case n.seen[value] != Position{}:
+		v.errf(path, "%s %q is already %s at %s", n.kind, value, n.verb, n.seen[value])
 	default:
-		n.seen[value] = seenAt{path, v.where(path)}
+		n.seen[value] = v.where(path)
 	}
 }
 
@@ -406,10 +401,10 @@ func (v *validator) secrets() {
 	ids := v.cross().ids
 	for i, s := range f.Secrets {
 		p := fmt.Sprintf("secrets[%d]", v.base+i)
-		if v.x.all != nil {
-			v.x.all[s.ID] = true
-		}
 		v.name(ids, p+".id", s.ID)
+		if _, ok := ids.seen[s.ID]; !ok && v.x.other != nil {
+			v.x.other[s.ID] = true
+		}
 		switch {
 		case s.Class == "":
 			v.errf(p+".class", "required: one of %s", strings.Join(classNames(classes), ", "))
@@ -600,16 +595,32 @@ func dotDotPath(p string) bool {
 // checks compare (not the entry itself: the pieces of a large file are
 // freed as they are checked).
 type use struct {
-	path        string // field path of the entry
 	pos         Position
+	i, j        int32  // secrets[i].publish[j]
 	store, spec string // its store and path as written
 	fields      bool   // it owns fields of a shared document
 }
 
-// useOf is the use of the publish entry pub at path p.
-func (v *validator) useOf(p string, pub *PublishSpec) use {
-	return use{path: p, pos: v.where(p), store: pub.Store, spec: pub.Path, fields: len(pub.Fields) > 0}
+// targetID stands for a publish target's key in the maps that hold one
+// per publish entry of a file (100,000 secrets: 100,000 keys of ~60 bytes
+// each, kept while a large file loads): the first 16 bytes of its SHA-256.
+type targetID [16]byte
+
+func idOf(key string) targetID {
+	sum := sha256.Sum256([]byte(key))
+	return targetID(sum[:16])
 }
+
+// useOf is the use of the publish entry pub, secrets[i].publish[j].
+func (v *validator) useOf(i, j int, pub *PublishSpec) use {
+	return use{pos: v.where(entryPath(i, j)), i: int32(i), j: int32(j), store: pub.Store, spec: pub.Path, fields: len(pub.Fields) > 0}
+}
+
+// path is the field path of the entry.
+func (u use) path() string { return entryPath(int(u.i), int(u.j)) }
+
+// entryPath is the field path of secrets[i].publish[j].
+func entryPath(i, j int) string { return fmt.Sprintf("secrets[%d].publish[%d]", i, j) }
 
 // publishTargets reports publish entries, across the whole file, that
 // write to one place however it is spelled (./x and x, two names for one
@@ -622,7 +633,7 @@ func (v *validator) publishTargets() {
 	first, owners := v.cross().first, v.x.owners
 	for i, s := range v.f.Secrets {
 		for j, pub := range s.Publish {
-			p := fmt.Sprintf("secrets[%d].publish[%d]", v.base+i, j)
+			p := entryPath(v.base+i, j)
 			if pub == nil || pub.Store == "" || pub.Path == "" || absolutePath(pub.Path) || dotDotPath(pub.Path) {
 				continue // reported by publish
 			}
@@ -635,9 +646,9 @@ func (v *validator) publishTargets() {
 				// The store is not valid (reported): compare as written.
 				t = target{key: "name\x00" + pub.Store + "\x00" + pub.Path}
 			}
-			prev, dup := first[t.key]
+			prev, dup := first[idOf(t.key)]
 			if dup && len(pub.Fields) > 0 && prev.fields {
-				v.sharedOwners(p, pub, owners, t.key, s.ID)
+				v.sharedOwners(v.base+i, j, pub, owners, t.key, s.ID)
 				continue
 			}
 			if len(pub.Fields) > 0 {
@@ -645,22 +656,22 @@ func (v *validator) publishTargets() {
 					owners[t.key] = map[string]use{}
 				}
 				for _, f := range pub.Fields {
-					owners[t.key][f] = v.useOf(p, pub)
+					owners[t.key][f] = v.useOf(v.base+i, j, pub)
 				}
-				owners[t.key][rotationMetaPrefix+"id\x00"+s.ID] = v.useOf(p, pub)
+				owners[t.key][rotationMetaPrefix+"id\x00"+s.ID] = v.useOf(v.base+i, j, pub)
 			}
 			switch {
 			case dup && (len(pub.Fields) > 0) != prev.fields:
 				v.errf(p, "store %q, path %q is already published to at %s (%s): a secret that owns the whole document and one that owns fields of it (fields:) may not share it; give both fields:",
-					pub.Store, pub.Path, prev.pos, prev.path)
+					pub.Store, pub.Path, prev.pos, prev.path())
 			case !dup:
-				first[t.key] = v.useOf(p, pub)
+				first[idOf(t.key)] = v.useOf(v.base+i, j, pub)
 			case prev.store == pub.Store && prev.spec == pub.Path:
 				v.errf(p, "store %q, path %q is already published to at %s (%s): two publish entries may not write to one place",
-					pub.Store, pub.Path, prev.pos, prev.path)
+					pub.Store, pub.Path, prev.pos, prev.path())
 			default:
 				v.errf(p, "store %q, path %q is already published to at %s (%s, as store %q, path %q): both are %s; two publish entries may not write to one place",
-					pub.Store, pub.Path, prev.pos, prev.path, prev.store, prev.spec, t.desc)
+					pub.Store, pub.Path, prev.pos, prev.path(), prev.store, prev.spec, t.desc)
 			}
 		}
 	}
@@ -669,20 +680,21 @@ func (v *validator) publishTargets() {
 // sharedOwners reports a publish entry that owns a field of a shared
 // document another entry owns already, or a second entry of one secret in
 // one document (they would share the metadata field).
-func (v *validator) sharedOwners(p string, pub *PublishSpec, owners map[string]map[string]use, key, id string) {
+func (v *validator) sharedOwners(i, j int, pub *PublishSpec, owners map[string]map[string]use, key, id string) {
+	p := entryPath(i, j)
 	own := owners[key]
 	if u, ok := own[rotationMetaPrefix+"id\x00"+id]; ok {
-		v.errf(p, "secret %q already publishes into store %q, path %q at %s (%s): one entry per secret and document; put all its fields in one", id, pub.Store, pub.Path, u.pos, u.path)
+		v.errf(p, "secret %q already publishes into store %q, path %q at %s (%s): one entry per secret and document; put all its fields in one", id, pub.Store, pub.Path, u.pos, u.path())
 		return
 	}
-	own[rotationMetaPrefix+"id\x00"+id] = v.useOf(p, pub)
+	own[rotationMetaPrefix+"id\x00"+id] = v.useOf(i, j, pub)
 	for _, k := range sortedKeys(pub.Fields) {
 		f := pub.Fields[k]
 		if u, ok := own[f]; ok {
-			v.errf(p+".fields."+k, "field %q of store %q, path %q is already owned by %s (%s): two secrets may not own one field", f, pub.Store, pub.Path, u.pos, u.path)
+			v.errf(p+".fields."+k, "field %q of store %q, path %q is already owned by %s (%s): two secrets may not own one field", f, pub.Store, pub.Path, u.pos, u.path())
 			continue
 		}
-		own[f] = v.useOf(p, pub)
+		own[f] = v.useOf(i, j, pub)
 	}
 }
 

@@ -78,7 +78,7 @@ func (v *validator) httpAPI(p string, h *HTTPAPISpec) {
 		}
 		switch path := p + ".management_secret"; {
 		case found || v.muted(path):
-		case v.x != nil && v.x.all != nil:
+		case v.x != nil && v.x.other != nil:
 			// A piece of a large file: the secret may be in another
 			// piece; looked up once every id is known (stream.go).
 			v.x.lookups = append(v.x.lookups, lookup{path: path, id: h.ManagementSecret, pos: v.where(path)})
