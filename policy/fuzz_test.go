@@ -24,6 +24,9 @@ func FuzzLoad(f *testing.F) {
 		f.Add(data)
 	}
 	f.Add([]byte(base))
+	f.Add([]byte(jsonFile(f, 4, true)))
+	f.Add([]byte(jsonFile(f, 4, false)))
+	f.Add([]byte(yamlFlowFile(5)))
 	f.Add([]byte(laughs(4)))
 	f.Add([]byte(laughs(60)))
 	f.Add([]byte("defaults:\n  retry: &r {attempts: 5}\nclasses:\n  database: {retry: *r}\n" + base))

@@ -192,6 +192,12 @@ func FuzzLoadReuse(f *testing.F) {
 	f.Add([]byte(base), uint(i), uint(strings.Index(base[i+1:], "  - ")+1), []byte(""))
 	f.Add([]byte(base), uint(i), uint(0), []byte("  - {id: db/p00000, class: api_key, rotator: {token: {}}, publish: [{store: local, path: x/new}]}\n"))
 	f.Add([]byte(base), uint(strings.Index(base, "rotator: {token: {length: 40}}")), uint(0), []byte("description: &a x\n    "))
+	// Lists in flow style (flow_test.go).
+	for _, flow := range []string{jsonFile(f, 8, true), jsonFile(f, 8, false), yamlFlowFile(9)} {
+		f.Add([]byte(flow), uint(0), uint(0), []byte(""))
+		f.Add([]byte(flow), uint(strings.Index(flow, "}, ")+1), uint(2), []byte(",{}, "))
+		f.Add([]byte(flow), uint(strings.Index(flow, "class")), uint(0), []byte("description: x, "))
+	}
 	f.Fuzz(func(t *testing.T, data []byte, off, n uint, insert []byte) {
 		prev, _, err := parseStreamed("policies.yaml", "/fuzz", data, nil)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"strings"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
@@ -60,6 +61,26 @@ type secretsBlock struct {
 	items   []int // byte offset of each item's first line
 	lines   []int // 0-based line of each item's first line
 	end     int   // byte offset just after the list
+	// cols is the 1-based column of each item of a list in flow style
+	// (flow.go), which starts where its item does, not at a line's
+	// start; nil for a block list.
+	cols []int
+}
+
+// col is the column of item i of a flow list, 0 for a block list.
+func (b secretsBlock) col(i int) int {
+	if b.cols == nil {
+		return 0
+	}
+	return b.cols[i]
+}
+
+// findList finds the top-level secrets list, in block or flow style.
+func findList(data []byte) (secretsBlock, bool) {
+	if b, ok := findSecrets(data); ok {
+		return b, true
+	}
+	return findFlowSecrets(data)
 }
 
 // findSecrets finds the block list under a top-level "secrets:" key.
@@ -205,13 +226,15 @@ func headerKey(name, dir string, before, after []byte) [sha256.Size]byte {
 	return k
 }
 
-// pieceKey hashes one piece: the header's key, its first line and its
-// text.
-func pieceKey(header [sha256.Size]byte, line int, text []byte) [sha256.Size]byte {
+// pieceKey hashes one piece: the header's key, its first line and column
+// and its text.
+func pieceKey(header [sha256.Size]byte, line, col int, text []byte) [sha256.Size]byte {
 	h := sha256.New()
 	h.Write(header[:])
 	var n [8]byte
 	binary.BigEndian.PutUint64(n[:], uint64(line))
+	h.Write(n[:])
+	binary.BigEndian.PutUint64(n[:], uint64(col))
 	h.Write(n[:])
 	h.Write(text)
 	var k [sha256.Size]byte
@@ -227,7 +250,7 @@ func parseStreamed(name, dir string, data []byte, prev *File) (_ *File, nodes in
 	if !utf8.Valid(data) || bytes.IndexByte(data, '\r') >= 0 || bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
 		return nil, 0, errNoStream
 	}
-	blk, ok := findSecrets(data)
+	blk, ok := findList(data)
 	if !ok {
 		return nil, 0, errNoStream
 	}
@@ -256,7 +279,7 @@ func parseStreamed(name, dir string, data []byte, prev *File) (_ *File, nodes in
 			end = blk.items[last]
 		}
 		text := data[blk.items[first]:end]
-		key := pieceKey(idx.header, blk.lines[first], text)
+		key := pieceKey(idx.header, blk.lines[first], blk.col(first), text)
 		var piece []*SecretSpec
 		sp, ok := old[key]
 		if ok && sp.n == last-first && sp.first+sp.n <= len(prev.Secrets) && nodes+sp.nodes < Budget(len(data)) {
@@ -267,7 +290,7 @@ func parseStreamed(name, dir string, data []byte, prev *File) (_ *File, nodes in
 			idx.pieces[key] = pieceSpan{first: first, n: sp.n, nodes: sp.nodes}
 		} else {
 			var n int
-			piece, n, _, err = parsePiece(name, dir, data, text, blk.lines[first], hf, hd, nodes, first, last-first, nil)
+			piece, n, _, err = parsePiece(name, dir, data, text, blk.lines[first], blk.col(first), hf, hd, nodes, first, last-first, nil)
 			nodes += n
 			if err != nil {
 				return nil, nodes, err
@@ -314,9 +337,20 @@ func parseStreamed(name, dir string, data []byte, prev *File) (_ *File, nodes in
 func streamHeader(name, dir string, data []byte, blk secretsBlock) (*File, *decoder, error) {
 	header := make([]byte, 0, len(data)-(blk.end-blk.items[0])+bytes.Count(data[blk.items[0]:blk.end], []byte("\n")))
 	header = append(header, data[:blk.items[0]]...)
-	for _, c := range data[blk.items[0]:blk.end] {
-		if c == '\n' {
+	// The text after a flow list may follow it on its last line: that
+	// line's characters are kept as spaces, one per character, so that
+	// what follows keeps its column.
+	keep := blk.end
+	if blk.cols != nil {
+		keep = max(blk.items[0], bytes.LastIndexByte(data[:blk.end], '\n')+1)
+	}
+	for i, c := range data[blk.items[0]:blk.end] {
+		switch {
+		case c == '\n':
 			header = append(header, '\n')
+		case blk.items[0]+i >= keep && !utf8.RuneStart(c):
+		case blk.items[0]+i >= keep:
+			header = append(header, ' ')
 		}
 	}
 	header = append(header, data[blk.end:]...)
@@ -327,13 +361,17 @@ func streamHeader(name, dir string, data []byte, blk secretsBlock) (*File, *deco
 	found := 0
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		if k, v := root.Content[i], root.Content[i+1]; k.Kind == yaml.ScalarNode && k.Value == "secrets" {
-			if v.Kind != yaml.ScalarNode || v.Tag != "!!null" || v.Value != "" {
+			found++
+			switch {
+			case blk.cols != nil && v.Kind == yaml.SequenceNode && v.Style == yaml.FlowStyle && len(v.Content) == 0:
+				// A flow list emptied: where it stands already.
+			case blk.cols == nil && v.Kind == yaml.ScalarNode && v.Tag == "!!null" && v.Value == "":
+				// The list is decoded piece by piece; the header holds an
+				// empty one where it stands.
+				root.Content[i+1] = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: blk.lines[0] + 1, Column: v.Column}
+			default:
 				return nil, nil, errNoStream
 			}
-			found++
-			// The list is decoded piece by piece; the header holds an
-			// empty one where it stands.
-			root.Content[i+1] = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: blk.lines[0] + 1, Column: v.Column}
 		}
 	}
 	if found != 1 {
@@ -346,18 +384,30 @@ func streamHeader(name, dir string, data []byte, blk secretsBlock) (*File, *deco
 }
 
 // parsePiece parses, decodes and validates the n secrets of one piece
-// (text, starting at 0-based line line of data; the first is secret base
+// (text, starting at 0-based line line of data, at column col for a flow
+// list, 0 for a block list; the first is secret base
 // of the file) with the header hf (hd its decoder), nodes having been
 // counted before it; errNoStream when the whole loader must decide. With
 // x (streamedErrors), what the validator checks across the list is
 // carried from piece to piece in x, and the piece's errors are returned;
 // without it any error is errNoStream.
-func parsePiece(name, dir string, data, text []byte, line int, hf *File, hd *decoder, nodes, base, n int, x *across) (_ []*SecretSpec, counted int, _ ErrorList, _ error) {
-	list, err := oneDocument(text)
+func parsePiece(name, dir string, data, text []byte, line, col int, hf *File, hd *decoder, nodes, base, n int, x *across) (_ []*SecretSpec, counted int, _ ErrorList, _ error) {
+	doc := text
+	if col > 0 {
+		// A piece of a flow list: a sequence of its own, its text from
+		// the second line.
+		doc = make([]byte, 0, len(text)+4)
+		doc = append(append(append(doc, "[\n"...), text...), "\n]"...)
+	}
+	list, err := oneDocument(doc)
 	if err != nil || list == nil || list.Kind != yaml.SequenceNode || len(list.Content) != n {
 		return nil, 0, nil, errNoStream
 	}
-	shiftLines(list, line)
+	if col > 0 {
+		shiftPiece(list, line-1, col-1)
+	} else {
+		shiftLines(list, line)
+	}
 	d := newDecoder(name, dir, len(data))
 	d.budget -= nodes
 	for k, p := range hd.pos {
@@ -412,7 +462,7 @@ func streamedErrors(name, dir string, data []byte) (_ ErrorList, nodes int, ok b
 	if !utf8.Valid(data) || bytes.IndexByte(data, '\r') >= 0 || bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
 		return nil, 0, false
 	}
-	blk, ok := findSecrets(data)
+	blk, ok := findList(data)
 	if !ok {
 		return nil, 0, false
 	}
@@ -430,12 +480,18 @@ func streamedErrors(name, dir string, data []byte) (_ ErrorList, nodes int, ok b
 		if last < len(blk.items) {
 			end = blk.items[last]
 		}
-		_, n, perrs, err := parsePiece(name, dir, data, data[blk.items[first]:end], blk.lines[first], hf, hd, nodes, first, last-first, x)
+		_, n, perrs, err := parsePiece(name, dir, data, data[blk.items[first]:end], blk.lines[first], blk.col(first), hf, hd, nodes, first, last-first, x)
 		nodes += n
 		if err != nil {
 			return nil, nodes, false
 		}
-		errs = append(errs, perrs...)
+		for _, e := range perrs {
+			// Every piece validates the header again: its errors are
+			// taken from the first.
+			if first == 0 || strings.HasPrefix(e.Field, "secrets[") {
+				errs = append(errs, e)
+			}
+		}
 	}
 	for _, l := range x.lookups {
 		if _, ok := x.ids.seen[l.id]; !ok && !x.other[l.id] {
