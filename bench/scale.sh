@@ -21,7 +21,9 @@
 #      reused from the policies in force; RELOAD=top: a comment as the
 #      first line, every line moves, so the whole file is decoded again),
 #      three /metrics scrapes (time and size), peak RSS (VmHWM, start and
-#      reload included). RELOAD=mistake: the reload is of the file with the
+#      reload included). PAGE=1: the daemon serves the status page, and
+#      its list is viewed three times after the scrapes (time, size, and
+#      the peak RSS before and after). RELOAD=mistake: the reload is of the file with the
 #      middle secret's class unknown, which must be refused with the
 #      policies in force kept.
 #
@@ -157,13 +159,19 @@ if [ "$DAEMON_N" -gt 0 ]; then
   # another benchmark (the baseline has the default's).
   dname=secrets=$DAEMON_N
   [ "$RELOAD" = end ] || dname=$dname/reload=$RELOAD
+  pageflags=
+  if [ -n "${PAGE:-}" ]; then
+    dname=$dname/page
+    pport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    pageflags="--status-page --status-page-listen 127.0.0.1:$pport"
+  fi
   dir=$WORK/n$DAEMON_N
   [ -d "$dir" ] || { setup "$DAEMON_N"; tick "$DAEMON_N" > /dev/null; }
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   start=$(date +%s%N)
   # shellcheck disable=SC2086 # DAEMON_ENV is a list of NAME=value words
   env $DAEMON_ENV DATABASE_URL="$(cat "$dir/dsn")" ROTATOR_POLICIES="$dir/policies.yaml" \
-    $BIN daemon --listen 127.0.0.1:$port --tick '@every 1m' 2> "$dir/daemon.log" &
+    $BIN daemon --listen 127.0.0.1:$port --tick '@every 1m' $pageflags 2> "$dir/daemon.log" &
   dpid=$!
   until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.05; done
   ready=$(($(date +%s%N) - start))
@@ -217,6 +225,16 @@ if [ "$DAEMON_N" -gt 0 ]; then
     m=$(curl -s -o "$dir/metrics" -w '%{time_total}' "http://127.0.0.1:$port/metrics")
     echo "BenchmarkDaemon/$dname/scrape 1 $(python3 -c "print(int($m * 1e9))") ns/op $(wc -c < "$dir/metrics") scrape-B" | tee -a "$OUT"
   done
+  if [ -n "${PAGE:-}" ]; then
+    # The status page's list, three views (the first reads the state
+    # database; the next ones are served from that read, --status-page-refresh).
+    echo "BenchmarkDaemon/$dname/peak-rss-before-page 1 $(($(awk '/VmHWM/{print $2}' /proc/$dpid/status) * 1024)) B" | tee -a "$OUT"
+    for i in 1 2 3; do
+      m=$(curl -s -o "$dir/page.html" -w '%{time_total}' "http://127.0.0.1:$pport/")
+      echo "BenchmarkDaemon/$dname/page 1 $(python3 -c "print(int($m * 1e9))") ns/op $(wc -c < "$dir/page.html") page-B" | tee -a "$OUT"
+    done
+    grep -q 'tok/t' "$dir/page.html" || { echo "the status page lists no secret:"; head -c 500 "$dir/page.html"; exit 1; }
+  fi
   echo "BenchmarkDaemon/$dname/peak-rss 1 $(($(awk '/VmHWM/{print $2}' /proc/$dpid/status) * 1024)) B" | tee -a "$OUT"
 fi
 echo "# load average $(cut -d' ' -f1-3 /proc/loadavg) at the end" >> "$OUT"

@@ -297,6 +297,15 @@ const ReloadGCPercent = 25
 // in the process: the setting is the process's) is in progress.
 var reloadGC gcHold
 
+// HoldGC holds GOGC at ReloadGCPercent, as a reload does, until release
+// is called: for work of the process that allocates much and keeps little
+// (the status page's read of every secret).
+func HoldGC() (release func()) {
+	reloadGC.acquire()
+	var once sync.Once
+	return func() { once.Do(reloadGC.release) }
+}
+
 // gcHold lowers GOGC while it is held at least once.
 type gcHold struct {
 	mu   sync.Mutex

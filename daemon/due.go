@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime/debug"
 	"time"
@@ -217,37 +216,55 @@ type Decision struct {
 // (nothing recorded: every secret as never rotated).
 func (g *Generation) Preview(ctx context.Context, db *state.DB, now time.Time) ([]Decision, error) {
 	out := make([]Decision, 0, len(g.File.Secrets))
-	err := g.batches(func(specs []*policy.SecretSpec) error {
-		secs, err := g.rows(ctx, db, specs)
-		if err != nil {
-			return err
-		}
-		for _, sec := range secs {
-			dec, err := g.decide(ctx, db, sec, now)
-			if err != nil {
-				return err
-			}
-			out = append(out, dec)
-		}
+	err := g.PreviewEach(ctx, db, now, func(decs []Decision) error {
+		out = append(out, decs...)
 		return nil
 	})
 	return out, err
 }
 
-// decide is Preview's decision for one secret.
-func (g *Generation) decide(ctx context.Context, db *state.DB, sec state.Secret, now time.Time) (Decision, error) {
+// PreviewEach is Preview a batch of secrets at a time (fn is given each
+// batch's decisions, in policy order, and may not keep the slice): what
+// reads every secret without holding every decision at once (the status
+// page at 100,000 secrets). Each batch costs two queries: the rows and
+// the unfinished runs.
+func (g *Generation) PreviewEach(ctx context.Context, db *state.DB, now time.Time, fn func([]Decision) error) error {
+	decs := make([]Decision, 0, syncBatch)
+	return g.batches(func(specs []*policy.SecretSpec) error {
+		secs, err := g.rows(ctx, db, specs)
+		if err != nil {
+			return err
+		}
+		runs := map[string]*state.Run{}
+		if db != nil {
+			ids := make([]string, len(secs))
+			for i, sec := range secs {
+				ids[i] = sec.ID
+			}
+			if runs, err = db.ActiveRuns(ctx, ids); err != nil {
+				return err
+			}
+		}
+		decs = decs[:0]
+		for _, sec := range secs {
+			dec, err := g.decide(ctx, sec, runs[sec.ID], now)
+			if err != nil {
+				return err
+			}
+			decs = append(decs, dec)
+		}
+		return fn(decs)
+	})
+}
+
+// decide is Preview's decision for one secret, whose unfinished run is
+// run (nil: none).
+func (g *Generation) decide(ctx context.Context, sec state.Secret, run *state.Run, now time.Time) (Decision, error) {
 	d, err := g.Due(ctx, sec, now)
 	if err != nil {
 		return Decision{}, err
 	}
-	dec := Decision{SecretID: sec.ID, Due: d, State: sec}
-	if db != nil {
-		run, err := db.ActiveRun(ctx, sec.ID)
-		if err != nil && !errors.Is(err, state.ErrNotFound) {
-			return Decision{}, err
-		}
-		dec.Run = run
-	}
+	dec := Decision{SecretID: sec.ID, Due: d, State: sec, Run: run}
 	switch {
 	case dec.Run != nil && dec.Run.WaitUntil != nil && dec.Run.WaitUntil.After(now):
 		dec.Action = ActionWait

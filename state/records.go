@@ -243,6 +243,32 @@ func (db *DB) ActiveRun(ctx context.Context, secretID string) (*Run, error) {
 	return r, nil
 }
 
+// ActiveRuns reads the unfinished runs of the secrets ids (at most one
+// each: rotator_runs_one_active), by secret id, in one query: what
+// ActiveRun reads for each, for a page of secrets at a time.
+func (db *DB) ActiveRuns(ctx context.Context, ids []string) (map[string]*Run, error) {
+	out := map[string]*Run{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := db.pool.Query(ctx, `SELECT `+runCols+` FROM rotator_runs WHERE secret_id = ANY($1::text[]) AND `+activeRunSQL, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read active runs: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read active runs: %w", err)
+		}
+		out[r.SecretID] = r
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read active runs: %w", err)
+	}
+	return out, nil
+}
+
 // Run reads one run.
 func (db *DB) Run(ctx context.Context, id string) (*Run, error) {
 	r, err := scanRun(db.pool.QueryRow(ctx, `SELECT `+runCols+` FROM rotator_runs WHERE id = $1`, id))

@@ -305,3 +305,43 @@ func TestResume(t *testing.T) {
 	require.Equal(t, "alice", log[1].Actor)
 	require.Empty(t, log[1].RunID)
 }
+
+// ActiveRuns reads, in one query, the unfinished run of each secret
+// asked for: what ActiveRun reads for each one.
+func TestActiveRuns(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := newDB(t)
+	ids := []string{"s/running", "s/waiting", "s/attention", "s/done", "s/none"}
+	var defs []state.SecretDef
+	for _, id := range ids {
+		defs = append(defs, state.SecretDef{ID: id, Class: "database"})
+	}
+	require.NoError(t, db.SyncSecrets(ctx, defs))
+	statuses := map[string]state.RunStatus{"s/running": state.RunRunning, "s/waiting": state.RunWaiting,
+		"s/attention": state.RunNeedsAttention, "s/done": state.RunSucceeded}
+	for id, st := range statuses {
+		l, err := db.AcquireLease(ctx, id, "me", time.Minute)
+		require.NoError(t, err)
+		run := newRun("run-" + id)
+		run.SecretID = id
+		write(t, db, l, func(b *state.Batch) { b.InsertRun(run) })
+		run.Status = st
+		write(t, db, l, func(b *state.Batch) { b.UpdateRun(run) })
+	}
+	got, err := db.ActiveRuns(ctx, append(ids, "s/not-a-secret"))
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+	for _, id := range ids {
+		one, err := db.ActiveRun(ctx, id)
+		require.NoError(t, err)
+		if one == nil {
+			require.NotContains(t, got, id)
+			continue
+		}
+		require.Equal(t, one, got[id], id)
+	}
+	none, err := db.ActiveRuns(ctx, nil)
+	require.NoError(t, err)
+	require.Empty(t, none)
+}

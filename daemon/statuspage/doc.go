@@ -13,6 +13,15 @@
 // report.ConditionOf, sorted by report.Condition.Rank so the secrets that
 // need a person come first.
 //
+// # Pages
+//
+// The list shows Config.Rows secrets a view (default DefaultRows), the
+// ones that need a person first; ?page=N shows the next ones, and the
+// search and the condition filter narrow the whole list before it is cut
+// into pages. A read keeps one row per secret and reads the state a batch
+// at a time (daemon.Generation.PreviewEach) with the collector held as
+// during a reload.
+//
 // # Caching: a page view never hammers the state database
 //
 // A read is kept for Config.Refresh (default DefaultRefresh) and shared by

@@ -10,7 +10,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +33,13 @@ const DefaultRefresh = 10 * time.Second
 
 // DefaultRuns is how many runs a secret's page shows, newest first.
 const DefaultRuns = 10
+
+// DefaultRows is how many secrets one view of the list shows (the
+// secrets that need a person first); the others are on the next pages
+// (?page=N), and the search and the condition filter narrow all of them.
+// At 100,000 secrets the whole list was a 51 MB page that took 10 s to
+// render and took the daemon from 211 to 649 MB (docs/performance.md).
+const DefaultRows = 200
 
 // maxCachedSecrets bounds the per-secret reads kept in memory.
 const maxCachedSecrets = 256
@@ -57,7 +66,9 @@ type Config struct {
 	// Token, when set, is required on every request (see the package doc).
 	Token string
 	// Runs per secret page (default DefaultRuns).
-	Runs   int
+	Runs int
+	// Rows per view of the list (default DefaultRows).
+	Rows   int
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -86,6 +97,9 @@ func New(cfg Config) (*Page, error) {
 	}
 	if cfg.Runs <= 0 {
 		cfg.Runs = DefaultRuns
+	}
+	if cfg.Rows <= 0 {
+		cfg.Rows = DefaultRows
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -203,13 +217,18 @@ func (p *Page) listRows(ctx context.Context) (*listSnap, error) {
 				return errors.New("policies not loaded yet")
 			}
 			now := p.cfg.Now()
-			decs, err := g.Preview(ctx, p.cfg.DB, now)
+			// Every secret is read, a batch at a time, and only its
+			// row kept; the collector runs as during a reload.
+			defer daemon.HoldGC()()
+			snap = &listSnap{at: now, rows: make([]rowView, 0, len(g.File.Secrets))}
+			err := g.PreviewEach(ctx, p.cfg.DB, now, func(decs []daemon.Decision) error {
+				for _, r := range report.Status(g, decs, now) {
+					snap.rows = append(snap.rows, p.row(r, now))
+				}
+				return nil
+			})
 			if err != nil {
 				return err
-			}
-			snap = &listSnap{at: now}
-			for _, r := range report.Status(g, decs, now) {
-				snap.rows = append(snap.rows, p.row(r, now))
 			}
 			sort.SliceStable(snap.rows, func(i, j int) bool {
 				return snap.rows[i].Cond.Rank() < snap.rows[j].Cond.Rank()
@@ -266,13 +285,17 @@ type countView struct {
 }
 
 type listView struct {
-	Rows            []rowView
-	Counts          []countView
-	Query, State    string
-	Total, Shown    int
-	NeedPerson      int
-	ReadAt, Refresh string
-	Conditions      []report.Condition
+	Rows         []rowView
+	Counts       []countView
+	Query, State string
+	Total, Shown int
+	NeedPerson   int
+	// Page of Pages shows the matching rows From to To (1-based);
+	// PrevURL and NextURL, when set, are the neighbouring pages.
+	Page, Pages, From, To int
+	PrevURL, NextURL      string
+	ReadAt, Refresh       string
+	Conditions            []report.Condition
 }
 
 func (p *Page) serveList(w http.ResponseWriter, r *http.Request) {
@@ -285,18 +308,60 @@ func (p *Page) serveList(w http.ResponseWriter, r *http.Request) {
 	st := r.URL.Query().Get("state")
 	v := listView{Query: q, State: st, Total: len(snap.rows), Conditions: report.Conditions,
 		ReadAt: snap.at.UTC().Format("2006-01-02 15:04:05Z"), Refresh: p.cfg.Refresh.String()}
+	// The counts over every row; the matching rows counted, and only
+	// the page's kept (100,000 secrets are one read, not one page).
 	n := map[report.Condition]int{}
 	for _, row := range snap.rows {
 		n[row.Cond]++
 		if row.Cond.NeedsPerson() {
 			v.NeedPerson++
 		}
+		if matches(row, q, st) {
+			v.Shown++
+		}
+	}
+	v.Pages = max(1, (v.Shown+p.cfg.Rows-1)/p.cfg.Rows)
+	v.Page = 1
+	if n, err := strconv.Atoi(r.URL.Query().Get("page")); err == nil && n > 1 {
+		v.Page = min(n, v.Pages)
+	}
+	from, to := (v.Page-1)*p.cfg.Rows, min(v.Page*p.cfg.Rows, v.Shown)
+	v.Rows = make([]rowView, 0, to-from)
+	i := 0
+	for _, row := range snap.rows {
 		if !matches(row, q, st) {
 			continue
 		}
-		v.Rows = append(v.Rows, row)
+		if i >= from && i < to {
+			v.Rows = append(v.Rows, row)
+		}
+		if i++; i >= to {
+			break
+		}
 	}
-	v.Shown = len(v.Rows)
+	v.From, v.To = from+1, to
+	pageURL := func(n int) string {
+		u := url.Values{}
+		if q != "" {
+			u.Set("q", q)
+		}
+		if st != "" {
+			u.Set("state", st)
+		}
+		if n > 1 {
+			u.Set("page", strconv.Itoa(n))
+		}
+		if len(u) == 0 {
+			return "/"
+		}
+		return "/?" + u.Encode()
+	}
+	if v.Page > 1 {
+		v.PrevURL = pageURL(v.Page - 1)
+	}
+	if v.Page < v.Pages {
+		v.NextURL = pageURL(v.Page + 1)
+	}
 	for _, c := range report.Conditions {
 		if n[c] > 0 {
 			v.Counts = append(v.Counts, countView{Cond: c, N: n[c], Active: string(c) == st})

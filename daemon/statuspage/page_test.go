@@ -39,6 +39,12 @@ func (s source) LastCheck(id string) (rotation.CheckReport, bool) {
 // secrets (synced, never rotated).
 func newPage(t *testing.T, n int, token string, checks ...rotation.CheckReport) (*statuspage.Page, *httptest.Server) {
 	t.Helper()
+	return newPageRows(t, n, 0, token, checks...)
+}
+
+// newPageRows is newPage showing rows secrets a view (0: the default).
+func newPageRows(t *testing.T, n, rows int, token string, checks ...rotation.CheckReport) (*statuspage.Page, *httptest.Server) {
+	t.Helper()
 	ctx := context.Background()
 	var b strings.Builder
 	b.WriteString("stores: [{name: local, files: {dir: s}}]\nsecrets:\n")
@@ -61,7 +67,7 @@ func newPage(t *testing.T, n int, token string, checks ...rotation.CheckReport) 
 	for _, c := range checks {
 		src.checks[c.SecretID] = c
 	}
-	p, err := statuspage.New(statuspage.Config{DB: db, Source: src, Refresh: time.Hour, Token: token})
+	p, err := statuspage.New(statuspage.Config{DB: db, Source: src, Refresh: time.Hour, Token: token, Rows: rows})
 	require.NoError(t, err)
 	srv := httptest.NewServer(p)
 	t.Cleanup(srv.Close)
@@ -183,4 +189,60 @@ func TestBrokenPublishedCredentialFirst(t *testing.T) {
 	_, body, _ = fetch(t, req)
 	require.Contains(t, body, `<tr class="s-broken" data-store="local:t002"><td><code>local:t002</code></td><td>broken</td><td>4</td><td>the token is malformed</td></tr>`)
 	require.Contains(t, body, `<tr class="suggested"><th>roll back</th>`)
+}
+
+// The list shows Rows secrets a view, the ones that need a person first;
+// the others are on the next pages, whose links keep the search and the
+// filter.
+func TestListInPages(t *testing.T) {
+	t.Parallel()
+	broken := rotation.CheckReport{SecretID: "tok/t011", Stores: []rotation.StoreCheck{{Store: "local", Path: "t011", Status: rotation.CheckBroken}}}
+	_, srv := newPageRows(t, 12, 5, "", broken)
+	get := func(path string) string {
+		t.Helper()
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		code, body, _ := fetch(t, req)
+		require.Equal(t, http.StatusOK, code, body)
+		return body
+	}
+	ids := func(body string) []string {
+		var out []string
+		for _, part := range strings.Split(body, `<tr class="row`)[1:] {
+			_, rest, _ := strings.Cut(part, `data-secret="`)
+			id, _, _ := strings.Cut(rest, `"`)
+			out = append(out, id)
+		}
+		return out
+	}
+	body := get("/")
+	require.Len(t, ids(body), 5)
+	require.Equal(t, "tok/t011", ids(body)[0], "the broken secret first")
+	require.Contains(t, body, "secrets 1–5 of 12 (page 1 of 3)")
+	require.Contains(t, body, `href="/?page=2" rel="next"`)
+	require.NotContains(t, body, `rel="prev"`)
+
+	seen := map[string]bool{}
+	for page, want := range map[int]int{1: 5, 2: 5, 3: 2} {
+		for _, id := range ids(get(fmt.Sprintf("/?page=%d", page))) {
+			require.False(t, seen[id], "%s on two pages", id)
+			seen[id] = true
+		}
+		require.Len(t, ids(get(fmt.Sprintf("/?page=%d", page))), want, "page %d", page)
+	}
+	require.Len(t, seen, 12, "every secret is on one page")
+	last := get("/?page=3")
+	require.Contains(t, last, `href="/?page=2" rel="prev"`)
+	require.NotContains(t, last, `rel="next"`)
+	require.Equal(t, ids(last), ids(get("/?page=99")), "past the end: the last page")
+	require.Equal(t, ids(body), ids(get("/?page=x")), "not a number: the first page")
+
+	// The filter and the search narrow before the pages: 11 secrets are
+	// ok (one is broken), and the links keep the filter.
+	filtered := get("/?state=ok&page=2")
+	require.Contains(t, filtered, "secrets 6–10 of 11 (page 2 of 3)")
+	require.Contains(t, filtered, `href="/?page=3&amp;state=ok" rel="next"`)
+	require.Contains(t, filtered, `href="/?state=ok" rel="prev"`)
+	one := get("/?q=t003")
+	require.Equal(t, []string{"tok/t003"}, ids(one))
+	require.NotContains(t, one, `id="page-range"`, "one page: no page links")
 }
