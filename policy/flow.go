@@ -127,6 +127,7 @@ func (c *cursor) collection() bool {
 // flowList reads the items of the flow sequence whose '[' is at c: each
 // one must be a flow mapping. It fills b's items, lines, cols and end.
 func (c *cursor) flowList(b *secretsBlock) bool {
+	b.openLine, b.openCol = c.line, c.col
 	c.next() // '['
 	for {
 		c.blank()

@@ -108,3 +108,34 @@ func TestStreamedLoadFlow(t *testing.T) {
 		})
 	}
 }
+
+// TestListHiddenInACommentOrScalar: text that looks like the secrets list
+// but stands in a comment or a quoted scalar, with the real secrets key
+// elsewhere and empty, is not taken as the list: the whole loader refuses
+// these files (no secret), and so do the pieces.
+func TestListHiddenInACommentOrScalar(t *testing.T) {
+	oldMin, oldChunk := streamMin, streamChunk
+	streamMin, streamChunk = 0, 1
+	t.Cleanup(func() { streamMin, streamChunk = oldMin, oldChunk })
+	item := "{id: t/t1, class: admin_token, rotator: {token: {}}, publish: [{store: local, path: t/t1}]}"
+	head := "version: 1\nstores:\n  - name: local\n    files: {dir: out}\n  - name: x\n    files:\n      dir: \"out2\n"
+	files := map[string]string{
+		// The scanner steps over a plain value up to the comma, which
+		// here is in a comment.
+		"JSON, a comment after a plain value": `{"stores": [{"name": "local", "files": {"dir": "out"}}], "version": 1 #, "secrets": [` + item + "]\n" + `, "secrets": []}` + "\n",
+		"a flow list in a quoted scalar":      head + "secrets: [" + item + "]\n\"\nsecrets: []\n",
+		"a block list in a quoted scalar":     head + "secrets:\n  - " + item + "\n\"\n\"secrets\":\n",
+	}
+	for what, text := range files {
+		t.Run(what, func(t *testing.T) {
+			data := []byte(text)
+			_, _, werr := parseWhole("policies.yaml", "/x", data)
+			require.Error(t, werr)
+			_, _, serr := parseStreamed("policies.yaml", "/x", data, nil)
+			require.Error(t, serr, "the pieces take a file the whole loader refuses: %v", werr)
+			if errs, _, ok := streamedErrors("policies.yaml", "/x", data); ok {
+				require.Equal(t, werr.Error(), errs.Error())
+			}
+		})
+	}
+}

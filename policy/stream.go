@@ -65,6 +65,9 @@ type secretsBlock struct {
 	// (flow.go), which starts where its item does, not at a line's
 	// start; nil for a block list.
 	cols []int
+	// openLine (0-based) and openCol (1-based, in characters) are where
+	// the '[' of a flow list stands.
+	openLine, openCol int
 }
 
 // col is the column of item i of a flow list, 0 for a block list.
@@ -358,11 +361,20 @@ func streamHeader(name, dir string, data []byte, blk secretsBlock) (*File, *deco
 	if err != nil || root == nil || root.Kind != yaml.MappingNode {
 		return nil, nil, errNoStream
 	}
+	// The list found in the text must be the value of the secrets key the
+	// parser sees: text like it in a comment or a quoted scalar is not
+	// (the key is then elsewhere, TestListHiddenInACommentOrScalar). The
+	// text before the list is the file's, so a node of the header at the
+	// list's place is the file's node there.
 	found := 0
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		if k, v := root.Content[i], root.Content[i+1]; k.Kind == yaml.ScalarNode && k.Value == "secrets" {
 			found++
 			switch {
+			case blk.cols != nil && (v.Line != blk.openLine+1 || v.Column != blk.openCol):
+				return nil, nil, errNoStream
+			case blk.cols == nil && (k.Line != blk.keyLine+1 || k.Column != 1):
+				return nil, nil, errNoStream
 			case blk.cols != nil && v.Kind == yaml.SequenceNode && v.Style == yaml.FlowStyle && len(v.Content) == 0:
 				// A flow list emptied: where it stands already.
 			case blk.cols == nil && v.Kind == yaml.ScalarNode && v.Tag == "!!null" && v.Value == "":
