@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"strings"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
@@ -443,7 +442,7 @@ func parsePiece(name, dir string, data, text []byte, line, col int, hf *File, hd
 	}
 	pf := *hf
 	pf.Secrets = piece
-	v := &validator{d: d, f: &pf, base: base, x: x}
+	v := &validator{d: d, f: &pf, base: base, x: x, onlySecrets: x != nil && base > 0}
 	v.validate()
 	if len(d.errs) > 0 && x == nil {
 		return nil, d.nodes, nil, errNoStream
@@ -497,13 +496,9 @@ func streamedErrors(name, dir string, data []byte) (_ ErrorList, nodes int, ok b
 		if err != nil {
 			return nil, nodes, false
 		}
-		for _, e := range perrs {
-			// Every piece validates the header again: its errors are
-			// taken from the first.
-			if first == 0 || strings.HasPrefix(e.Field, "secrets[") {
-				errs = append(errs, e)
-			}
-		}
+		// The first piece gives the header's errors too; the others
+		// validate their secrets only (validator.onlySecrets).
+		errs = append(errs, perrs...)
 	}
 	for _, l := range x.lookups {
 		if _, ok := x.ids.seen[l.id]; !ok && !x.other[l.id] {

@@ -195,3 +195,29 @@ func TestStreamedErrorsAreTheWholeLoaders(t *testing.T) {
 		t.Logf("the streamed loader answered %d of %d files", answered, len(paths))
 	})
 }
+
+// TestStreamedErrorsOnTheHeaderForEachSecret: an error a secret causes
+// at a field of the header (a keyring secret and on_timeout: proceed from
+// the defaults or its class) is given once per secret by the whole
+// loader, so by the pieces too, not only by the first piece.
+func TestStreamedErrorsOnTheHeaderForEachSecret(t *testing.T) {
+	oldMin, oldChunk := streamMin, streamChunk
+	streamMin, streamChunk = 0, 1
+	t.Cleanup(func() { streamMin, streamChunk = oldMin, oldChunk })
+	item := func(id string) string {
+		return "  - id: " + id + "\n    class: admin_token\n    rotator: {keyring: {max_token_lifetime: 1h}}\n" +
+			"    checks: [{delay: 2m}]\n    publish: [{store: local, path: " + id + "}]\n"
+	}
+	for _, header := range []string{
+		"defaults: {on_timeout: proceed}\n",
+		"classes: {admin_token: {on_timeout: proceed}}\n",
+	} {
+		data := []byte(header + "stores:\n  - name: local\n    files: {dir: out}\nsecrets:\n" + item("auth/a") + item("auth/b") + item("auth/c"))
+		_, _, werr := parseWhole("policies.yaml", "/x", data)
+		require.Error(t, werr)
+		require.Contains(t, werr.Error(), "(auth/c)")
+		errs, _, ok := streamedErrors("policies.yaml", "/x", data)
+		require.True(t, ok, "the pieces answer")
+		require.Equal(t, werr.Error(), errs.Error())
+	}
+}

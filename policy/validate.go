@@ -45,6 +45,11 @@ type validator struct {
 	// share (nil: f is the whole file).
 	base int
 	x    *across
+	// onlySecrets: validate the secrets, not the header (a piece after
+	// the first of a large file with mistakes: the first gave the
+	// header's errors, stream.go). An error a secret gives at a field of
+	// the header is still given, once per secret as for a whole file.
+	onlySecrets bool
 }
 
 // across is what the validation of a file's pieces (stream.go) carries
@@ -156,6 +161,10 @@ func (v *validator) enum(path, val string, allowed ...string) {
 }
 
 func (v *validator) validate() {
+	if v.onlySecrets {
+		v.secrets()
+		return
+	}
 	f := v.f
 	if v.has("version") && f.Version != 1 {
 		v.errf("version", "must be 1 (the only version of this format), got %d", f.Version)
