@@ -322,7 +322,9 @@ func (p *Page) serveList(w http.ResponseWriter, r *http.Request) {
 	}
 	v.Pages = max(1, (v.Shown+p.cfg.Rows-1)/p.cfg.Rows)
 	v.Page = 1
-	if n, err := strconv.Atoi(r.URL.Query().Get("page")); err == nil && n > 1 {
+	// A number beyond an int is past the end too: Atoi gives the
+	// largest int with ErrRange.
+	if n, err := strconv.Atoi(r.URL.Query().Get("page")); (err == nil || errors.Is(err, strconv.ErrRange)) && n > 1 {
 		v.Page = min(n, v.Pages)
 	}
 	from, to := (v.Page-1)*p.cfg.Rows, min(v.Page*p.cfg.Rows, v.Shown)

@@ -235,6 +235,17 @@ func TestListInPages(t *testing.T) {
 	require.NotContains(t, last, `rel="next"`)
 	require.Equal(t, ids(last), ids(get("/?page=99")), "past the end: the last page")
 	require.Equal(t, ids(body), ids(get("/?page=x")), "not a number: the first page")
+	require.Equal(t, ids(body), ids(get("/?page=0")), "0: the first page")
+	require.Equal(t, ids(body), ids(get("/?page=-2")), "below 1: the first page")
+	require.Equal(t, ids(last), ids(get("/?page=99999999999999999999")), "past the end, beyond an int: the last page")
+	require.Contains(t, get("/?page=99999999999999999999"), `href="/?page=2" rel="prev"`)
+	// The search is kept as typed (case, /) in the links, and a link
+	// followed gives the next matches.
+	upper := get("/?q=TOK/T00")
+	require.Contains(t, upper, "secrets 1–5 of 10 (page 1 of 2)")
+	require.Contains(t, upper, `href="/?page=2&amp;q=TOK%2FT00" rel="next"`)
+	require.Len(t, ids(get("/?page=2&q=TOK%2FT00")), 5)
+	require.Contains(t, get("/?state=no-such-state"), "No secret matches.")
 
 	// The filter and the search narrow before the pages: 11 secrets are
 	// ok (one is broken), and the links keep the filter.
