@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
@@ -500,10 +501,14 @@ func streamedErrors(name, dir string, data []byte) (_ ErrorList, nodes int, ok b
 		// validate their secrets only (validator.onlySecrets).
 		errs = append(errs, perrs...)
 	}
+	// A management_secret naming a secret of another piece: its error,
+	// given in its piece, is dropped.
+	found := map[*Error]bool{}
 	for _, l := range x.lookups {
-		if _, ok := x.ids.seen[l.id]; !ok && !x.other[l.id] {
-			errs = append(errs, Errorf(l.pos, l.path, "%s", unknownSecret(l.id)))
+		if _, ok := x.ids.seen[l.id]; ok || x.other[l.id] {
+			found[l.err] = true
 		}
 	}
+	errs = slices.DeleteFunc(errs, func(e *Error) bool { return found[e] })
 	return errs.sorted(), nodes, true
 }

@@ -221,3 +221,23 @@ func TestStreamedErrorsOnTheHeaderForEachSecret(t *testing.T) {
 		require.Equal(t, werr.Error(), errs.Error())
 	}
 }
+
+// TestStreamedErrorsKeepTheOrderAtOnePlace: errors at one place (an
+// alias repeats its anchor's position) come in the whole loader's order,
+// a management_secret that names no secret included, though the pieces
+// know that only once every piece is read.
+func TestStreamedErrorsKeepTheOrderAtOnePlace(t *testing.T) {
+	oldMin, oldChunk := streamMin, streamChunk
+	streamMin, streamChunk = 0, 1
+	t.Cleanup(func() { streamMin, streamChunk = oldMin, oldChunk })
+	data := []byte("stores: [{name: local, files: {dir: out}}]\nsecrets:\n" +
+		"  - {id: t/t1, class: admin_token, rotator: {token: {}}, publish: [{store: local, path: t/t1}]}\n" +
+		"  - {id: t/t2, class: api_key, rotator: {http_api: {preset: openrouter, management_secret: &m /t9}}, publish: [{store: local, path: *m}]}\n")
+	_, _, werr := parseWhole("policies.yaml", "/x", data)
+	require.Error(t, werr)
+	require.Contains(t, werr.Error(), `unknown secret "/t9"`)
+	require.Contains(t, werr.Error(), `must be relative to the store`)
+	errs, _, ok := streamedErrors("policies.yaml", "/x", data)
+	require.True(t, ok, "the pieces answer")
+	require.Equal(t, werr.Error(), errs.Error())
+}

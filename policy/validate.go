@@ -66,10 +66,13 @@ type across struct {
 	other   map[string]bool
 }
 
-// lookup is a reference to another secret by id, at a field.
+// lookup is a reference to another secret by id, and the error given
+// if it names none: in the piece's errors already, where the whole
+// loader gives it (errors at one place keep their order), and dropped
+// when the id is found.
 type lookup struct {
-	path, id string
-	pos      Position
+	id  string
+	err *Error
 }
 
 // cross returns what is checked across the list: the pieces' shared

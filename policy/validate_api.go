@@ -81,7 +81,9 @@ func (v *validator) httpAPI(p string, h *HTTPAPISpec) {
 		case v.x != nil && v.x.other != nil:
 			// A piece of a large file: the secret may be in another
 			// piece; looked up once every id is known (stream.go).
-			v.x.lookups = append(v.x.lookups, lookup{path: path, id: h.ManagementSecret, pos: v.where(path)})
+			e := Errorf(v.where(path), path, "%s", unknownSecret(h.ManagementSecret))
+			v.d.errs = append(v.d.errs, e)
+			v.x.lookups = append(v.x.lookups, lookup{id: h.ManagementSecret, err: e})
 		default:
 			v.errf(path, "%s", unknownSecret(h.ManagementSecret))
 		}
