@@ -32,7 +32,23 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("defaults:\n  retry: &r {attempts: 5}\nclasses:\n  database: {retry: *r}\n" + base))
 	f.Add([]byte("stores:\n  - name: a\n\tfiles: {dir: out}\n"))
 	f.Add([]byte("stores:\n  - name: l\xffcal\n"))
+	// Found by hand (stream_test.go, flow_test.go): a list in a comment
+	// or a quoted scalar, errors a secret gives at a header field, and
+	// errors at one place through an alias.
+	item := "{id: t/t1, class: admin_token, rotator: {token: {}}, publish: [{store: local, path: t/t1}]}"
+	f.Add([]byte(`{"stores": [{"name": "local", "files": {"dir": "out"}}], "version": 1 #, "secrets": [` + item + "]\n" + `, "secrets": []}` + "\n"))
+	f.Add([]byte("stores:\n  - name: local\n    files: {dir: out}\n  - name: x\n    files:\n      dir: \"out2\nsecrets: [" + item + "]\n\"\nsecrets: []\n"))
+	f.Add([]byte("defaults: {on_timeout: proceed}\nstores: [{name: local, files: {dir: out}}]\nsecrets:\n" +
+		"  - {id: a/a, class: admin_token, rotator: {keyring: {max_token_lifetime: 1h}}, checks: [{delay: 2m}], publish: [{store: local, path: a}]}\n" +
+		"  - {id: a/b, class: admin_token, rotator: {keyring: {max_token_lifetime: 1h}}, checks: [{delay: 2m}], publish: [{store: local, path: b}]}\n"))
+	f.Add([]byte("stores: [{name: local, files: {dir: out}}]\nsecrets:\n  - " + item + "\n" +
+		"  - {id: t/t2, class: api_key, rotator: {http_api: {preset: openrouter, management_secret: &m /t9}}, publish: [{store: local, path: *m}]}\n"))
 
+	// Pieces of 2 secrets, so that what is checked across pieces is
+	// checked on small inputs.
+	oldChunk := streamChunk
+	streamChunk = 2
+	f.Cleanup(func() { streamChunk = oldChunk })
 	const name = "policies.yaml"
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// The streamed loader (stream.go) takes a file only when the whole
