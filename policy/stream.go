@@ -28,9 +28,9 @@ import (
 // one place (any two entries with one target give up, also two secrets
 // that own different fields of one shared document: the whole loader
 // tells those apart). It is a fast path and nothing more: whenever it meets
-// anything it does not handle (a file that is not UTF-8, CRLF line ends,
-// a list in flow style, an alias to an anchor in another piece) or any
-// error at all, it gives up. The errors of a file that does not load are
+// anything it does not handle (a file that is not UTF-8, CRLF line ends
+// or Unicode ones (plainText), an alias to an anchor in another piece) or
+// any error at all, it gives up. The errors of a file that does not load are
 // then found piece by piece too (streamedErrors, below), and where that
 // cannot tell, the file is loaded whole (parseWhole), which gives the one
 // answer the loader has, every error with its position. So a file it
@@ -154,6 +154,15 @@ func isItem(t []byte) bool {
 	return len(t) == 1 && t[0] == '-' || len(t) > 1 && t[0] == '-' && t[1] == ' '
 }
 
+// plainText: data is UTF-8 without a byte order mark whose lines end
+// with \n only, as the pieces count them. The YAML parser also ends a
+// line at \r, NEL, LS and PS (U+0085, U+2028, U+2029): the lines of
+// everything after one would be off (TestStreamedUnicodeLineBreaks).
+func plainText(data []byte) bool {
+	return utf8.Valid(data) && bytes.IndexByte(data, '\r') < 0 && !bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) &&
+		!bytes.Contains(data, []byte("\u0085")) && !bytes.Contains(data, []byte("\u2028")) && !bytes.Contains(data, []byte("\u2029"))
+}
+
 // oneDocument parses data as exactly one YAML document and returns its
 // root (nil for an empty document).
 func oneDocument(data []byte) (*yaml.Node, error) {
@@ -250,7 +259,7 @@ func pieceKey(header [sha256.Size]byte, line, col int, text []byte) [sha256.Size
 // loader does. prev, when not nil, is a File loaded before: the pieces of
 // data that it holds unchanged are taken from it.
 func parseStreamed(name, dir string, data []byte, prev *File) (_ *File, nodes int, _ error) {
-	if !utf8.Valid(data) || bytes.IndexByte(data, '\r') >= 0 || bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
+	if !plainText(data) {
 		return nil, 0, errNoStream
 	}
 	blk, ok := findList(data)
@@ -471,7 +480,7 @@ func parsePiece(name, dir string, data, text []byte, line, col int, hf *File, hd
 // with ok: the file is valid (and the streamed loader gave up for another
 // reason).
 func streamedErrors(name, dir string, data []byte) (_ ErrorList, nodes int, ok bool) {
-	if !utf8.Valid(data) || bytes.IndexByte(data, '\r') >= 0 || bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
+	if !plainText(data) {
 		return nil, 0, false
 	}
 	blk, ok := findList(data)

@@ -241,3 +241,31 @@ func TestStreamedErrorsKeepTheOrderAtOnePlace(t *testing.T) {
 	require.True(t, ok, "the pieces answer")
 	require.Equal(t, werr.Error(), errs.Error())
 }
+
+// TestStreamedUnicodeLineBreaks: the YAML parser counts NEL, LS and PS
+// (U+0085, U+2028, U+2029) as line ends where the pieces count only \n;
+// a file holding one is the whole loader's, so the positions of the
+// secrets after it are the parser's.
+func TestStreamedUnicodeLineBreaks(t *testing.T) {
+	oldMin, oldChunk := streamMin, streamChunk
+	streamMin, streamChunk = 0, 1
+	t.Cleanup(func() { streamMin, streamChunk = oldMin, oldChunk })
+	for _, br := range []string{"\u0085", "\u2028", "\u2029"} {
+		item := func(i int, extra string) string {
+			return fmt.Sprintf("{id: t/t%d, class: admin_token, %srotator: {token: {}}, publish: [{store: local, path: t/t%d}]}", i, extra, i)
+		}
+		good := "stores: [{name: local, files: {dir: out}}]\nsecrets: [\n  " + item(1, `description: "a`+br+`b", `) + ",\n  " + item(2, "") + "]\n"
+		whole, _, err := parseWhole("policies.yaml", "/x", []byte(good))
+		require.NoError(t, err)
+		if sf, _, err := parseStreamed("policies.yaml", "/x", []byte(good), nil); err == nil {
+			require.Equal(t, whole.Secrets[1].Rotator.Pos, sf.Secrets[1].Rotator.Pos, "%q", br)
+			require.True(t, sameFile(whole, sf), "%q", br)
+		}
+		bad := strings.Replace(good, "{id: t/t2,", "{id: t/t2, bogus: 1,", 1)
+		_, _, werr := parseWhole("policies.yaml", "/x", []byte(bad))
+		require.Error(t, werr)
+		if errs, _, ok := streamedErrors("policies.yaml", "/x", []byte(bad)); ok {
+			require.Equal(t, werr.Error(), errs.Error(), "%q", br)
+		}
+	}
+}
