@@ -1,9 +1,11 @@
 package policy
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -73,7 +75,7 @@ func FuzzLoad(f *testing.F) {
 				require.NoError(t, werr, "the streamed loader found no error in a file the whole loader refuses")
 			} else {
 				require.Error(t, werr, "the streamed loader found errors in a file the whole loader takes")
-				require.Equal(t, werr.Error(), errs.Error())
+				require.Equal(t, everyError(werr), everyError(errs))
 			}
 		}
 		file, nodes, err := parse(name, data, nil)
@@ -103,4 +105,18 @@ func FuzzLoad(f *testing.F) {
 			require.True(t, st.Window == nil || st.Window.TimeZone != "", "settings of %s", s.ID)
 		}
 	})
+}
+
+// everyError is every error of an ErrorList, one a line: ErrorList.Error
+// shows the first MaxShown only.
+func everyError(err error) string {
+	var list ErrorList
+	if !errors.As(err, &list) {
+		return err.Error()
+	}
+	lines := make([]string, len(list))
+	for i, e := range list {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
 }

@@ -214,14 +214,14 @@ func FuzzLoadReuse(f *testing.F) {
 				require.NoError(t, werr, "the streamed loader found no error in a file the whole loader refuses")
 			} else {
 				require.Error(t, werr, "the streamed loader found errors in a file the whole loader takes")
-				require.Equal(t, werr.Error(), errs.Error())
+				require.Equal(t, everyError(werr), everyError(errs))
 			}
 		}
 		fresh, fnodes, ferr := parse("policies.yaml", next, nil)
 		reused, rnodes, rerr := parse("policies.yaml", next, prev)
 		if ferr != nil {
 			require.Error(t, rerr, "reusing accepts a file a fresh load refuses")
-			require.Equal(t, ferr.Error(), rerr.Error())
+			require.Equal(t, everyError(ferr), everyError(rerr))
 			return
 		}
 		require.NoError(t, rerr, "reusing refuses a file a fresh load accepts")
