@@ -370,6 +370,9 @@ func streamHeader(name, dir string, data []byte, blk secretsBlock) (*File, *deco
 	if err != nil || root == nil || root.Kind != yaml.MappingNode {
 		return nil, nil, errNoStream
 	}
+	if aliasIntoList(root, data[blk.items[0]:blk.end]) {
+		return nil, nil, errNoStream
+	}
 	// The list found in the text must be the value of the secrets key the
 	// parser sees: text like it in a comment or a quoted scalar is not
 	// (the key is then elsewhere, TestListHiddenInACommentOrScalar). The
@@ -402,6 +405,22 @@ func streamHeader(name, dir string, data []byte, blk secretsBlock) (*File, *deco
 	hf := &File{Path: name, dir: dir}
 	hd.structure(root, reflect.ValueOf(hf).Elem(), "")
 	return hf, hd, nil
+}
+
+// aliasIntoList: an alias of the header names an anchor that the list
+// text defines too. An alias names the last anchor of its name before
+// it: in the file, one in the list; in the header, an earlier one
+// (TestStreamedAnchorRedefinedInTheList).
+func aliasIntoList(n *yaml.Node, list []byte) bool {
+	if n.Kind == yaml.AliasNode && bytes.Contains(list, []byte("&"+n.Value)) {
+		return true
+	}
+	for _, c := range n.Content {
+		if aliasIntoList(c, list) {
+			return true
+		}
+	}
+	return false
 }
 
 // parsePiece parses, decodes and validates the n secrets of one piece

@@ -269,3 +269,34 @@ func TestStreamedUnicodeLineBreaks(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamedAnchorRedefinedInTheList: an alias after the list names
+// the last anchor of that name before it, which may be in the list; the
+// header parsed without the list would name an earlier one. Such a file
+// is the whole loader's.
+func TestStreamedAnchorRedefinedInTheList(t *testing.T) {
+	oldMin, oldChunk := streamMin, streamChunk
+	streamMin, streamChunk = 0, 1
+	t.Cleanup(func() { streamMin, streamChunk = oldMin, oldChunk })
+	item := func(i int, extra string) string {
+		return fmt.Sprintf("{id: t/t%d, class: admin_token, %srotator: {token: {}}, publish: [{store: local, path: t/t%d}]}", i, extra, i)
+	}
+	head := "defaults:\n  grace: &g 30s\nstores: [{name: local, files: {dir: out}}]\n"
+	for what, text := range map[string]string{
+		"block":         head + "secrets:\n  - " + item(1, "grace: &g 45s, ") + "\n  - " + item(2, "") + "\nnotify:\n  remind_before: *g\n",
+		"flow":          head + "secrets: [" + item(1, "grace: &g 45s, ") + ", " + item(2, "") + "]\nnotify:\n  remind_before: *g\n",
+		"flow, mistake": head + "secrets: [" + item(1, "grace: &g -5s, ") + ", " + item(2, "") + "]\nnotify:\n  remind_before: *g\n",
+	} {
+		data := []byte(text)
+		whole, _, werr := parseWhole("policies.yaml", "/x", data)
+		if sf, _, err := parseStreamed("policies.yaml", "/x", data, nil); err == nil {
+			require.NoError(t, werr, what)
+			require.Equal(t, whole.Notify.RemindBefore, sf.Notify.RemindBefore, what)
+			require.True(t, sameFile(whole, sf), what)
+		}
+		if errs, _, ok := streamedErrors("policies.yaml", "/x", data); ok && len(errs) > 0 {
+			require.Error(t, werr, what)
+			require.Equal(t, werr.Error(), errs.Error(), what)
+		}
+	}
+}
