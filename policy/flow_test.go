@@ -139,3 +139,32 @@ func TestListHiddenInACommentOrScalar(t *testing.T) {
 		})
 	}
 }
+
+// TestFlowListTabAfterPlainScalar: in a block mapping, the YAML parser
+// refuses a line of a flow list that starts with a tab after a plain
+// scalar ("a tab character in the indentation"); a piece, parsed as a
+// document of its own, has no indentation to violate. The pieces leave
+// such a file to the whole loader.
+func TestFlowListTabAfterPlainScalar(t *testing.T) {
+	oldMin, oldChunk := streamMin, streamChunk
+	streamMin, streamChunk = 0, 1
+	t.Cleanup(func() { streamMin, streamChunk = oldMin, oldChunk })
+	data := []byte("stores: [{name: local, files: {dir: out}}]\nsecrets: [{id: t/t1, description: a\n\t, class: admin_token, rotator: {token: {}}, publish: [{store: local, path: t/t1}]},\n" +
+		"  {id: t/t2, class: admin_token, rotator: {token: {}}, publish: [{store: local, path: t/t2}]}]\n")
+	_, _, werr := parseWhole("policies.yaml", "/x", data)
+	require.ErrorContains(t, werr, "tab character")
+	_, _, serr := parseStreamed("policies.yaml", "/x", data, nil)
+	require.Error(t, serr, "the pieces take a file the whole loader refuses")
+	if errs, _, ok := streamedErrors("policies.yaml", "/x", data); ok {
+		require.Equal(t, werr.Error(), errs.Error())
+	}
+	// In a file that is one flow mapping (JSON indented with tabs), the
+	// parser takes such a line, and so do the pieces.
+	json := []byte("{\"stores\": [{\"name\": \"local\", \"files\": {\"dir\": \"out\"}}],\n\"secrets\": [{id: t/t1, description: a\n\t, class: admin_token, rotator: {token: {}}, publish: [{store: local, path: t/t1}]},\n" +
+		"\t{id: t/t2, class: admin_token, rotator: {token: {}}, publish: [{store: local, path: t/t2}]}]}\n")
+	wf, _, err := parseWhole("policies.yaml", "/x", json)
+	require.NoError(t, err)
+	sf, _, err := parseStreamed("policies.yaml", "/x", json, nil)
+	require.NoError(t, err)
+	require.True(t, sameFile(wf, sf))
+}
