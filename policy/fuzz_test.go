@@ -42,13 +42,14 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("stores:\n  - name: local\n    files: {dir: out}\n  - name: x\n    files:\n      dir: \"out2\nsecrets: [" + item + "]\n\"\nsecrets: []\n"))
 	f.Add([]byte("defaults: {on_timeout: proceed}\nstores: [{name: local, files: {dir: out}}]\nsecrets:\n" +
 		"  - {id: a/a, class: admin_token, rotator: {keyring: {max_token_lifetime: 1h}}, checks: [{delay: 2m}], publish: [{store: local, path: a}]}\n" +
-		"  - {id: a/b, class: admin_token, rotator: {keyring: {max_token_lifetime: 1h}}, checks: [{delay: 2m}], publish: [{store: local, path: b}]}\n"))
+		"  - {id: a/b, class: admin_token, rotator: {keyring: {max_token_lifetime: 1h}}, checks: [{delay: 2m}], publish: [{store: local, path: b}]}\n" +
+		"  - {id: a/c, class: admin_token, rotator: {keyring: {max_token_lifetime: 1h}}, checks: [{delay: 2m}], publish: [{store: local, path: c}]}\n"))
 	f.Add([]byte("stores: [{name: local, files: {dir: out}}]\nsecrets:\n  - " + item + "\n" +
 		"  - {id: t/t2, class: api_key, rotator: {http_api: {preset: openrouter, management_secret: &m /t9}}, publish: [{store: local, path: *m}]}\n"))
 	// Unicode line ends, a header alias to an anchor the list redefines,
 	// a tab starting a line of a flow list after a plain scalar.
 	two := "{id: t/t2, class: admin_token, rotator: {token: {}}, publish: [{store: local, path: t/t2}]}"
-	f.Add([]byte("stores: [{name: local, files: {dir: out}}]\nsecrets: [\n  {id: t/t1, description: \"a\u2028b\", class: admin_token, rotator: {token: {}}, publish: [{store: local, path: t/t1}]},\n  " + two + "]\n"))
+	f.Add([]byte("stores: [{name: local, files: {dir: out}}]\nsecrets: [\n  {id: t/t1, description: \"a\u2028b\", class: admin_token, rotator: {token: {}}, publish: [{store: local, path: t/t1}]},\n  " + two + ",\n  " + item + "]\n"))
 	f.Add([]byte("defaults:\n  grace: &g 30s\nstores: [{name: local, files: {dir: out}}]\nsecrets:\n  - {id: t/t1, grace: &g 45s, class: admin_token, rotator: {token: {}}, publish: [{store: local, path: t/t1}]}\n  - " + two + "\nnotify:\n  remind_before: *g\n"))
 	f.Add([]byte("stores: [{name: local, files: {dir: out}}]\nsecrets: [{id: t/t1, description: a\n\t, class: admin_token, rotator: {token: {}}, publish: [{store: local, path: t/t1}]},\n  " + two + "]\n"))
 
