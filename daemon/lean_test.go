@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,7 +133,7 @@ func newLeanWorld(t *testing.T, o leanOpts) *leanWorld {
 	logger := slog.New(slog.NewJSONHandler(w.log, nil))
 	d, err := daemon.New(runCtx, daemon.Config{
 		DB: db, Engine: &rotation.Engine{DB: db, Key: key, Logger: logger, Holder: "lean-test", LeaseTTL: time.Minute},
-		Logger: logger, Load: load, PoliciesPath: w.path, Watch: 20 * time.Millisecond,
+		Logger: logger, Load: load, PoliciesPath: w.path,
 		Listen: "127.0.0.1:0", Tick: o.tick, Shutdown: 10 * time.Second,
 		Registry: prometheus.NewRegistry(), Ready: func(a string) { ready <- a },
 	})
@@ -163,10 +164,13 @@ func newLeanWorld(t *testing.T, o leanOpts) *leanWorld {
 	return w
 }
 
-// write replaces the policies file (the watch reloads it).
+// write replaces the policies file and asks for a reload (SIGHUP: the
+// daemon has taken it over before it listens; no other daemon of the
+// process runs beside these tests).
 func (w *leanWorld) write(t *testing.T, text string) {
 	t.Helper()
 	require.NoError(t, os.WriteFile(w.path, []byte(text), 0o600))
+	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGHUP))
 }
 
 // waitLog waits for the n-th line with msg in the log (n from 1).
