@@ -37,6 +37,7 @@
 #   UPDATE_BASELINE=1 bench/scale.sh      # record a new baseline
 #   SIZES= DAEMON_ENV=GOMEMLIMIT=180MiB bench/scale.sh   # the daemon with a Go setting
 #   SIZES= RELOAD=top bench/scale.sh      # a reload that reuses nothing
+#   VARIANTS="top mistake page" bench/scale.sh   # and the daemon three more times (make bench)
 #
 # DAEMON_ENV is given to the daemon only (e.g. GODEBUG=gctrace=1 to see
 # its heap at every collection in its log, or an operator's GOMEMLIMIT).
@@ -49,6 +50,8 @@ DAEMON_N=${DAEMON_N:-100000}
 DAEMON_ENV=${DAEMON_ENV:-}
 IDLE=${IDLE:-60}
 RELOAD=${RELOAD:-end}
+PAGE=${PAGE:-}
+VARIANTS=${VARIANTS:-}
 WORK=${WORK:-$ROOT/.bench/scale}
 OUT=${OUT:-$ROOT/.bench/scale.txt}
 BASELINE=${BASELINE:-$ROOT/bench/baseline-scale.txt}
@@ -154,7 +157,8 @@ PY
   done
 fi
 
-if [ "$DAEMON_N" -gt 0 ]; then
+# daemon_bench: the daemon measurement with RELOAD and PAGE as set.
+daemon_bench() {
   # The name of the daemon's benchmarks: a reload that reuses nothing is
   # another benchmark (the baseline has the default's).
   dname=secrets=$DAEMON_N
@@ -236,6 +240,22 @@ if [ "$DAEMON_N" -gt 0 ]; then
     grep -q 'tok/t' "$dir/page.html" || { echo "the status page lists no secret:"; head -c 500 "$dir/page.html"; exit 1; }
   fi
   echo "BenchmarkDaemon/$dname/peak-rss 1 $(($(awk '/VmHWM/{print $2}' /proc/$dpid/status) * 1024)) B" | tee -a "$OUT"
+  kill "$dpid" && wait "$dpid" 2>/dev/null || true
+  dpid=
+}
+
+if [ "$DAEMON_N" -gt 0 ]; then
+  daemon_bench
+  # VARIANTS: more daemon runs, each a benchmark of its own (make bench
+  # runs them all): top (RELOAD=top), mistake (RELOAD=mistake), page
+  # (PAGE=1).
+  for v in $VARIANTS; do
+    case $v in
+      top | mistake) RELOAD=$v PAGE= daemon_bench ;;
+      page) RELOAD=end PAGE=1 daemon_bench ;;
+      *) echo "VARIANTS: top, mistake or page, not $v" >&2; exit 2 ;;
+    esac
+  done
 fi
 echo "# load average $(cut -d' ' -f1-3 /proc/loadavg) at the end" >> "$OUT"
 

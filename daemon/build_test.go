@@ -223,7 +223,7 @@ func TestReloadKeepsInFlightRunsWorking(t *testing.T) {
 	var mu sync.Mutex
 	var builders []*countingBuilder
 	gate, entered := make(chan struct{}), make(chan string, 4)
-	load := func() (*daemon.Generation, error) {
+	load := func(daemon.LoadRequest) (*daemon.Generation, error) {
 		f, err := policy.Load(path)
 		if err != nil {
 			return nil, err
@@ -329,7 +329,7 @@ func TestCheckRoundHoldsNoTargetPerSecret(t *testing.T) {
 	d, err := daemon.New(runCtx, daemon.Config{
 		DB: db, Engine: &rotation.Engine{DB: db, Logger: slog.New(slog.DiscardHandler), Holder: "checks-test"},
 		Logger: slog.New(slog.DiscardHandler),
-		Load: func() (*daemon.Generation, error) {
+		Load: func(daemon.LoadRequest) (*daemon.Generation, error) {
 			f, err := policy.Load(path)
 			if err != nil {
 				return nil, err

@@ -150,7 +150,11 @@ func (l *checkLoop) run(ctx context.Context) {
 // secret (secrets gone from the policies lose their gauges) and rebuilds
 // the queue; otherwise it pops the queue.
 func (l *checkLoop) due(now time.Time) ([]string, time.Duration) {
-	g := l.d.gen.Load()
+	g, done := l.d.UseGeneration()
+	defer done()
+	if g == nil {
+		return nil, 30 * time.Second // no policies: the daemon is stopping
+	}
 	interval := g.File.CheckInterval()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -217,9 +221,11 @@ const bigRound = 1000
 // at GOGC 100 such a round let the heap grow to twice what is live, which
 // at 100,000 secrets was the daemon's peak RSS.
 func (l *checkLoop) checkAll(ctx context.Context, ids []string) {
-	g := l.d.gen.Load()
-	g.users.Add(1)
-	defer g.users.Done()
+	g, done := l.d.UseGeneration()
+	defer done()
+	if g == nil {
+		return
+	}
 	if len(ids) >= bigRound {
 		reloadGC.acquire()
 		defer reloadGC.release()

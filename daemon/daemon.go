@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rotator/rotator/announce"
+	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
 	"github.com/rotator/rotator/schedule"
 	"github.com/rotator/rotator/state"
@@ -31,8 +32,8 @@ type Config struct {
 	Engine *rotation.Engine
 	Logger *slog.Logger
 	// Load loads the policies file and builds a generation from it; it is
-	// called at start and on every reload.
-	Load func() (*Generation, error)
+	// called at start and on every reload (see LoadRequest).
+	Load func(LoadRequest) (*Generation, error)
 	// PoliciesPath is watched for changes every Watch (0: only SIGHUP).
 	PoliciesPath string
 	Watch        time.Duration
@@ -66,6 +67,18 @@ type Config struct {
 	Ready func(addr string)
 }
 
+// LoadRequest is what Config.Load is asked for.
+type LoadRequest struct {
+	// Prev is the File in force, whose unchanged pieces the load may take
+	// (policy.LoadReusing); nil at start and on a lean reload.
+	Prev *policy.File
+	// File, when set, is the policies to build the generation from,
+	// already loaded, instead of reading the file: the policies in force
+	// parsed again from their text, after a lean reload whose new file
+	// was refused (lean.go). Load builds it as it builds a file it loads.
+	File *policy.File
+}
+
 // Defaults of the HTTP server. A request must send its headers within
 // ReadHeaderTimeout and its body within ReadTimeout; a response must be
 // written within WriteTimeout.
@@ -82,8 +95,15 @@ var ErrTickSpec = errors.New("tick spec")
 
 // Daemon runs ticks on a schedule and serves its HTTP endpoints.
 type Daemon struct {
-	cfg      Config
+	cfg Config
+	// gen is the generation in force. Whoever works with it takes it
+	// through UseGeneration (or Generation), which hold gate shared; a
+	// reload swaps it holding gate exclusively, and a lean reload
+	// (lean.go) holds gate while gen is nil. loaded is set by the first
+	// load: the policies have been in force since (/readyz).
 	gen      atomic.Pointer[Generation]
+	gate     sync.RWMutex
+	loaded   atomic.Bool
 	lastTick atomic.Int64
 	ann      announce.Announcer
 	// ticking makes ticks exclusive: the first tick runs outside the
@@ -106,6 +126,9 @@ type Daemon struct {
 	// page is the status page (SetPage); nil: not served.
 	page       http.Handler
 	pageListen string
+	// onDrain, in tests, is told when a lean reload starts to wait for
+	// the users of the generation it drops.
+	onDrain func()
 }
 
 // New registers the daemon's metrics and loads the policies (syncing the
@@ -142,8 +165,29 @@ func (d *Daemon) SetNotifier(n interface{ Close(context.Context) error }) { d.cf
 // beside /healthz, /readyz and /metrics.
 func (d *Daemon) SetPage(h http.Handler, listen string) { d.page, d.pageListen = h, listen }
 
-// Generation is the policies in force.
-func (d *Daemon) Generation() *Generation { return d.gen.Load() }
+// Generation is the policies in force; during a lean reload it waits for
+// the reload to end. It is not counted as a user (UseGeneration): a lean
+// reload may drop it while the caller still holds it.
+func (d *Daemon) Generation() *Generation {
+	d.gate.RLock()
+	defer d.gate.RUnlock()
+	return d.gen.Load()
+}
+
+// UseGeneration is the policies in force, counted as a user until done
+// is called: the generation is not closed, nor dropped by a lean reload,
+// before that (a lean reload waits for it). During a lean reload it
+// waits for the reload to end. g is nil only before the first load.
+func (d *Daemon) UseGeneration() (g *Generation, done func()) {
+	d.gate.RLock()
+	defer d.gate.RUnlock()
+	g = d.gen.Load()
+	if g == nil {
+		return nil, func() {}
+	}
+	g.users.Add(1)
+	return g, g.users.Done
+}
 
 // Run ticks until ctx ends (SIGTERM), reloading the policies on SIGHUP and
 // when the file changes; then it stops taking work, waits for running steps
@@ -228,17 +272,28 @@ func (d *Daemon) Run(ctx context.Context) error {
 		watchC = t.C
 		lastStat, _ = os.Stat(cfg.PoliciesPath)
 	}
+	// fatal: a lean reload left no policies in force; the daemon stops
+	// as on SIGTERM and Run returns it.
+	var fatal error
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	defer stopLoop()
+	reload := func(why string) {
+		if err := d.reloadLogged(runCtx, why); err != nil {
+			fatal = err
+			stopLoop()
+		}
+	}
 	for {
 		select {
 		case <-hup:
-			d.reloadLogged(runCtx, "SIGHUP")
+			reload("SIGHUP")
 		case <-watchC:
 			st, err := os.Stat(cfg.PoliciesPath)
 			if err == nil && (lastStat == nil || !st.ModTime().Equal(lastStat.ModTime()) || st.Size() != lastStat.Size()) {
 				lastStat = st
-				d.reloadLogged(runCtx, "file changed")
+				reload("file changed")
 			}
-		case <-ctx.Done():
+		case <-loopCtx.Done():
 			log.Info("stopping: no new work; waiting for running steps", "timeout", cfg.Shutdown.String())
 			stopChecks() // read-only: nothing to finish
 			<-d.checks.done
@@ -265,8 +320,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 				_ = cfg.Notifier.Close(sctx)
 			}
 			cancel()
-			if g := d.gen.Load(); g != nil {
+			if g := d.Generation(); g != nil {
 				g.Close()
+			}
+			if fatal != nil {
+				log.Error("daemon stopped", "err", fatal.Error())
+				return fatal
 			}
 			log.Info("daemon stopped")
 			return nil
@@ -274,12 +333,23 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 }
 
-func (d *Daemon) reloadLogged(ctx context.Context, why string) {
-	if err := d.reload(ctx); err != nil {
-		d.cfg.Logger.Error("policies not reloaded; the old ones stay in force", "reason", why, "err", err.Error())
-		return
+// reloadLogged reloads and logs the outcome; the error is errNoPolicies
+// (the daemon must stop), never a refused file.
+func (d *Daemon) reloadLogged(ctx context.Context, why string) error {
+	start := time.Now()
+	err := d.reload(ctx)
+	switch {
+	case errors.Is(err, errNoPolicies):
+		d.cfg.Logger.Error("policies not reloaded, and the old ones could not be put back: no policies in force; stopping", "reason", why, "err", err.Error())
+		return err
+	case err != nil:
+		d.cfg.Logger.Error("policies not reloaded; the old ones stay in force", "reason", why, "err", err.Error(),
+			"took", time.Since(start).Round(time.Millisecond).String())
+		return nil
 	}
-	d.cfg.Logger.Info("policies reloaded", "reason", why, "secrets", len(d.gen.Load().File.Secrets))
+	d.cfg.Logger.Info("policies reloaded", "reason", why, "secrets", len(d.gen.Load().File.Secrets),
+		"took", time.Since(start).Round(time.Millisecond).String())
+	return nil
 }
 
 // ReloadGCPercent is the garbage collector's target (GOGC) while the
@@ -341,11 +411,20 @@ func (h *gcHold) release() {
 // times; the previous generation is closed once nothing uses it. Memory:
 // the heap the idle daemon kept (up to twice the live heap at GOGC 100) is
 // returned to the OS first, and the load runs at ReloadGCPercent until the
-// old generation is closed and its memory returned too.
+// old generation is closed and its memory returned too. A reload of a
+// large file that would reuse less than half of the policies in force is
+// a lean one (lean.go): the old generation is dropped before the load.
 func (d *Daemon) reload(ctx context.Context) error {
 	reloadGC.acquire()
+	var prev *policy.File
+	if old := d.gen.Load(); old != nil {
+		if src, ok := d.leanSource(old.File); ok {
+			return d.reloadLean(ctx, src)
+		}
+		prev = old.File
+	}
 	debug.FreeOSMemory()
-	g, err := d.cfg.Load()
+	g, err := d.cfg.Load(LoadRequest{Prev: prev})
 	if err != nil {
 		reloadGC.release()
 		return err
@@ -355,7 +434,10 @@ func (d *Daemon) reload(ctx context.Context) error {
 		reloadGC.release()
 		return err
 	}
+	d.gate.Lock()
 	old := d.gen.Swap(g)
+	d.gate.Unlock()
+	d.loaded.Store(true)
 	if m := d.cfg.Engine.Metrics; m != nil {
 		m.SetPerSecret(d.perSecret(g))
 	}
@@ -422,9 +504,11 @@ func (d *Daemon) tickLocked(ctx context.Context) {
 	// Whatever the tick does, the next waiting run is woken at its
 	// wait_until (runs of other processes too).
 	defer d.armWake(ctx)
-	g := d.gen.Load()
-	g.users.Add(1)
-	defer g.users.Done()
+	g, done := d.UseGeneration()
+	defer done()
+	if g == nil {
+		return // no policies: the daemon is stopping (errNoPolicies)
+	}
 	// The tick's targets are built as it asks for them and freed when its
 	// runs have returned (deferred before users.Done: the generation is
 	// closed only after).
@@ -465,7 +549,9 @@ func (d *Daemon) mux() *http.ServeMux {
 	m.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 		defer cancel()
-		if d.gen.Load() == nil {
+		// Not gen: a lean reload has none in force for a while (and ticks
+		// wait for it), which is no reason to take the pod out of service.
+		if !d.loaded.Load() {
 			http.Error(w, "policies not loaded", http.StatusServiceUnavailable)
 			return
 		}

@@ -114,4 +114,12 @@
 // setting in force and returns memory again), and the check loop and the
 // metrics refer to generations weakly, so nothing but the ticks and checks
 // in flight keeps a replaced one alive.
+//
+// A reload of a large file that would reuse less than half of the
+// policies in force (the header changed, every line moved) is lean
+// (lean.go): it waits for the ticks, checks, metrics refreshes and status
+// page reads in flight, makes new ones wait, drops the old generation
+// (keeping only its text, compressed), then loads the file; a refused
+// file, build or sync puts the old policies back, parsed again from that
+// text. /readyz stays 200 meanwhile.
 package daemon

@@ -229,32 +229,67 @@ func (g *Generation) Preview(ctx context.Context, db *state.DB, now time.Time) (
 // page at 100,000 secrets). Each batch costs two queries: the rows and
 // the unfinished runs.
 func (g *Generation) PreviewEach(ctx context.Context, db *state.DB, now time.Time, fn func([]Decision) error) error {
-	decs := make([]Decision, 0, syncBatch)
-	return g.batches(func(specs []*policy.SecretSpec) error {
-		secs, err := g.rows(ctx, db, specs)
+	return g.previewSpecs(ctx, db, now, g.File.Secrets, fn)
+}
+
+// previewSpecs is PreviewEach of the secrets all.
+func (g *Generation) previewSpecs(ctx context.Context, db *state.DB, now time.Time, all []*policy.SecretSpec, fn func([]Decision) error) error {
+	decs := make([]Decision, 0, min(syncBatch, len(all)))
+	for start := 0; start < len(all); start += syncBatch {
+		if err := g.previewBatch(ctx, db, now, all[start:min(start+syncBatch, len(all))], &decs, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// previewBatch decides for specs, in decs (reused), and gives them to fn.
+func (g *Generation) previewBatch(ctx context.Context, db *state.DB, now time.Time, specs []*policy.SecretSpec, decs *[]Decision, fn func([]Decision) error) error {
+	secs, err := g.rows(ctx, db, specs)
+	if err != nil {
+		return err
+	}
+	runs := map[string]*state.Run{}
+	if db != nil {
+		ids := make([]string, len(secs))
+		for i, sec := range secs {
+			ids[i] = sec.ID
+		}
+		if runs, err = db.ActiveRuns(ctx, ids); err != nil {
+			return err
+		}
+	}
+	*decs = (*decs)[:0]
+	for _, sec := range secs {
+		dec, err := g.decide(ctx, sec, runs[sec.ID], now)
 		if err != nil {
 			return err
 		}
-		runs := map[string]*state.Run{}
-		if db != nil {
-			ids := make([]string, len(secs))
-			for i, sec := range secs {
-				ids[i] = sec.ID
-			}
-			if runs, err = db.ActiveRuns(ctx, ids); err != nil {
-				return err
-			}
+		*decs = append(*decs, dec)
+	}
+	return fn(*decs)
+}
+
+// PreviewOf is Preview of the secrets ids alone (in policy order; an id
+// the policies do not name is left out): `rotator plan --secret` reads
+// one secret, not every one.
+func (g *Generation) PreviewOf(ctx context.Context, db *state.DB, now time.Time, ids ...string) ([]Decision, error) {
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	var specs []*policy.SecretSpec
+	for _, s := range g.File.Secrets {
+		if want[s.ID] {
+			specs = append(specs, s)
 		}
-		decs = decs[:0]
-		for _, sec := range secs {
-			dec, err := g.decide(ctx, sec, runs[sec.ID], now)
-			if err != nil {
-				return err
-			}
-			decs = append(decs, dec)
-		}
-		return fn(decs)
+	}
+	var out []Decision
+	err := g.previewSpecs(ctx, db, now, specs, func(decs []Decision) error {
+		out = append(out, decs...)
+		return nil
 	})
+	return out, err
 }
 
 // decide is Preview's decision for one secret, whose unfinished run is

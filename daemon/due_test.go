@@ -114,6 +114,18 @@ secrets:
 		require.Equal(t, daemon.ActionNotDue, d.Action)
 		require.True(t, d.Due.At.Equal(*stored.NextDueAt), "%s: preview %s, stored %s", d.SecretID, d.Due.At, stored.NextDueAt)
 	}
+	// PreviewOf decides for the secrets named alone, as Preview does, in
+	// policy order; a name the policies lack is left out. PreviewEach
+	// gives Preview's decisions a batch at a time.
+	some, err := g.PreviewOf(ctx, db, later.Add(time.Minute), "tok/quarantined", "tok/none", "tok/new")
+	require.NoError(t, err)
+	require.Equal(t, []daemon.Decision{decs[0], decs[2]}, some)
+	var each []daemon.Decision
+	require.NoError(t, g.PreviewEach(ctx, db, later.Add(time.Minute), func(b []daemon.Decision) error {
+		each = append(each, b...)
+		return nil
+	}))
+	require.Equal(t, decs, each)
 }
 
 // Sync skips the work when the state database was last synced from the

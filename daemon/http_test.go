@@ -74,7 +74,7 @@ func (w *httpWorld) start(t *testing.T, mod func(*daemon.Config)) {
 	cfg := daemon.Config{
 		DB: w.db, Engine: &rotation.Engine{DB: w.db, Logger: slog.New(slog.DiscardHandler), Holder: "http-test"},
 		Logger: slog.New(slog.DiscardHandler),
-		Load: func() (*daemon.Generation, error) {
+		Load: func(daemon.LoadRequest) (*daemon.Generation, error) {
 			f, err := policy.Load(w.path)
 			if err != nil {
 				return nil, err

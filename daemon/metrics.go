@@ -181,7 +181,8 @@ func (c *metricsCache) refresh(ctx context.Context) {
 	c.refreshes.Add(1)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	g := c.d.gen.Load()
+	g, done := c.d.UseGeneration()
+	defer done()
 	if g == nil {
 		return
 	}

@@ -27,7 +27,7 @@ func TestStatusPageOnTheListenAddress(t *testing.T) {
 	d, err := daemon.New(ctx, daemon.Config{
 		DB: w.db, Engine: &rotation.Engine{DB: w.db, Logger: slog.New(slog.DiscardHandler), Holder: "page-test"},
 		Logger: slog.New(slog.DiscardHandler),
-		Load: func() (*daemon.Generation, error) {
+		Load: func(daemon.LoadRequest) (*daemon.Generation, error) {
 			f, err := policy.Load(w.path)
 			if err != nil {
 				return nil, err

@@ -40,7 +40,7 @@ func LoadReusing(path string, prev *File) (*File, error) {
 		return nil, fmt.Errorf("read policies file: %w", err)
 	}
 	f, _, err := parse(path, data, prev)
-	return f, err
+	return keepSource(f, path, data), err
 }
 
 // minimalFile is what the error for an empty file shows.
@@ -148,7 +148,7 @@ func invalidUTF8(name string, data []byte) *Error {
 // if any, is an ErrorList.
 func Parse(name string, data []byte) (*File, error) {
 	f, _, err := parse(name, data, nil)
-	return f, err
+	return keepSource(f, name, data), err
 }
 
 // parse is Parse, also returning how many nodes the decoder visited (see

@@ -63,6 +63,8 @@ type File struct {
 	// pieces, for a File loaded in pieces, is what the next load of the
 	// file reuses from it (stream.go).
 	pieces *pieceIndex
+	// source, for a File loaded from a large file, is its text (reuse.go).
+	source *Source
 }
 
 // Defaults apply to every class that does not set its own value.

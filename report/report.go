@@ -71,41 +71,120 @@ func IsHeld(r *state.Run) bool {
 
 // WriteStatus renders status rows as a table or JSON.
 func WriteStatus(w io.Writer, rows []StatusRow, format string) error {
-	if format == "json" {
-		return writeJSON(w, rows)
+	sw := NewStatusWriter(w, format)
+	if err := sw.Write(rows); err != nil {
+		return err
 	}
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SECRET\tCLASS\tVERSION\tCREDENTIAL\tAGE\tLAST\tNEXT DUE\tSTATUS")
+	return sw.Close()
+}
+
+// StatusWriter renders status rows as they come, a batch at a time (what
+// `rotator status` reads with Generation.PreviewEach): JSON is written as
+// it comes, in the form WriteStatus gives; a table is aligned over every
+// row, so it is written at Close.
+type StatusWriter struct {
+	w      io.Writer
+	json   bool
+	tw     *tabwriter.Writer
+	n      int
+	failed error
+}
+
+// NewStatusWriter starts a table or JSON (format "json").
+func NewStatusWriter(w io.Writer, format string) *StatusWriter {
+	sw := &StatusWriter{w: w, json: format == "json"}
+	if !sw.json {
+		sw.tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(sw.tw, "SECRET\tCLASS\tVERSION\tCREDENTIAL\tAGE\tLAST\tNEXT DUE\tSTATUS")
+	}
+	return sw
+}
+
+// Write renders rows.
+func (sw *StatusWriter) Write(rows []StatusRow) error {
+	if sw.failed != nil {
+		return sw.failed
+	}
 	for _, r := range rows {
-		age := "never rotated"
-		if r.AgeSeconds != nil {
-			age = Age(time.Duration(*r.AgeSeconds) * time.Second)
-		}
-		due := "-"
-		if r.Due != nil {
-			due = r.Due.UTC().Format("2006-01-02 15:04Z")
-		}
-		last := r.LastOutcome
-		if last == "" {
-			last = "-"
-		}
-		status := string(r.Status)
-		if status == "" {
-			status = string(state.SecretActive)
-		}
-		if r.Overdue {
-			status += " OVERDUE"
-		}
-		if r.ActiveRun != "" {
-			if r.ActiveStatus == string(state.RunNeedsAttention) {
-				status += " NEEDS ATTENTION"
+		if sw.json {
+			b, err := json.MarshalIndent(r, "  ", "  ")
+			if err != nil {
+				sw.failed = err
+				return err
 			}
-			status += " (run at " + r.ActiveStep + ")"
+			sep := ",\n  "
+			if sw.n == 0 {
+				sep = "[\n  "
+			}
+			if _, err := fmt.Fprintf(sw.w, "%s%s", sep, b); err != nil {
+				sw.failed = err
+				return err
+			}
+			sw.n++
+			continue
 		}
-		cred := rotation.CredentialMeta{Username: r.Current.Username, KeyID: r.Current.KeyID}.String()
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Class, r.CurrentVersion, cred, age, last, due, status)
+		fmt.Fprintf(sw.tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Class, r.CurrentVersion, statusCred(r), statusAge(r), statusLast(r), statusDue(r), statusOf(r))
+		sw.n++
 	}
-	return tw.Flush()
+	return nil
+}
+
+// Close ends the JSON list, or writes the table.
+func (sw *StatusWriter) Close() error {
+	if sw.failed != nil {
+		return sw.failed
+	}
+	if !sw.json {
+		return sw.tw.Flush()
+	}
+	end := "\n]\n"
+	if sw.n == 0 {
+		end = "[]\n"
+	}
+	_, err := io.WriteString(sw.w, end)
+	return err
+}
+
+func statusAge(r StatusRow) string {
+	if r.AgeSeconds == nil {
+		return "never rotated"
+	}
+	return Age(time.Duration(*r.AgeSeconds) * time.Second)
+}
+
+func statusDue(r StatusRow) string {
+	if r.Due == nil {
+		return "-"
+	}
+	return r.Due.UTC().Format("2006-01-02 15:04Z")
+}
+
+func statusLast(r StatusRow) string {
+	if r.LastOutcome == "" {
+		return "-"
+	}
+	return string(r.LastOutcome)
+}
+
+func statusCred(r StatusRow) string {
+	return rotation.CredentialMeta{Username: r.Current.Username, KeyID: r.Current.KeyID}.String()
+}
+
+func statusOf(r StatusRow) string {
+	status := string(r.Status)
+	if status == "" {
+		status = string(state.SecretActive)
+	}
+	if r.Overdue {
+		status += " OVERDUE"
+	}
+	if r.ActiveRun != "" {
+		if r.ActiveStatus == string(state.RunNeedsAttention) {
+			status += " NEEDS ATTENTION"
+		}
+		status += " (run at " + r.ActiveStep + ")"
+	}
+	return status
 }
 
 // Age writes a duration the way status shows ages: 3d, 5h, 12m, 40s.
@@ -156,6 +235,13 @@ func Plan(g *daemon.Generation, decs []daemon.Decision, only string) []PlanRow {
 		}
 		rows = append(rows, r)
 	}
+	return SortPlan(rows)
+}
+
+// SortPlan orders plan rows by due time, the soonest first and the
+// secrets never due (quarantined) last, keeping the policy order of
+// rows due at one time; it sorts rows in place and returns it.
+func SortPlan(rows []PlanRow) []PlanRow {
 	sort.SliceStable(rows, func(i, j int) bool {
 		a, b := rows[i].Due, rows[j].Due
 		if a == nil || b == nil {

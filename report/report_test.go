@@ -2,6 +2,9 @@ package report_test
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,4 +77,47 @@ func TestIsHeld(t *testing.T) {
 	require.False(t, report.IsHeld(&state.Run{Status: state.RunWaiting, Detail: "waiting for clients: x"}))
 	require.False(t, report.IsHeld(&state.Run{Status: state.RunFailed, Detail: "held: x"}))
 	require.False(t, report.IsHeld(nil))
+}
+
+// A StatusWriter given rows in batches writes what one WriteStatus of all
+// of them writes: JSON as encoding/json indents the list, and one table
+// aligned over every row.
+func TestStatusWriterInBatches(t *testing.T) {
+	age := int64(90000)
+	due := time.Date(2026, 12, 1, 3, 4, 0, 0, time.UTC)
+	var rows []report.StatusRow
+	for i := range 7 {
+		r := report.StatusRow{Interval: "30d", IntervalSeconds: 30 * 86400}
+		r.ID, r.Class, r.CurrentVersion = fmt.Sprintf("db/<s%0*d>", i+1, i), "database", int64(i)
+		if i%2 == 0 {
+			r.AgeSeconds, r.Due = &age, &due
+			r.ActiveRun, r.ActiveStep, r.ActiveStatus = "run-1", "verify", string(state.RunNeedsAttention)
+		}
+		rows = append(rows, r)
+	}
+	for _, format := range []string{"json", "table"} {
+		var whole, batched strings.Builder
+		require.NoError(t, report.WriteStatus(&whole, rows, format))
+		sw := report.NewStatusWriter(&batched, format)
+		require.NoError(t, sw.Write(rows[:3]))
+		require.NoError(t, sw.Write(nil))
+		require.NoError(t, sw.Write(rows[3:]))
+		require.NoError(t, sw.Close())
+		require.Equal(t, whole.String(), batched.String(), format)
+		if format == "json" {
+			want, err := json.MarshalIndent(rows, "", "  ")
+			require.NoError(t, err)
+			require.Equal(t, string(want)+"\n", whole.String(), "what encoding/json writes")
+			var back []report.StatusRow
+			require.NoError(t, json.Unmarshal([]byte(whole.String()), &back))
+			require.Len(t, back, 7)
+		} else {
+			lines := strings.Split(strings.TrimSpace(whole.String()), "\n")
+			require.Len(t, lines, 8)
+			require.Equal(t, strings.Index(lines[0], "CLASS"), strings.Index(lines[7], "database"), "one alignment over every batch")
+		}
+	}
+	var empty strings.Builder
+	require.NoError(t, report.WriteStatus(&empty, []report.StatusRow{}, "json"))
+	require.Equal(t, "[]\n", empty.String())
 }

@@ -519,12 +519,16 @@ knows of it. It needs no state key.`,
 			if err != nil {
 				return err
 			}
+			// A batch of secrets at a time: 100,000 secrets are not held
+			// three times over (decisions, rows, output) at once.
 			now := time.Now()
-			decs, err := g.Preview(ctx, db, now)
-			if err != nil {
+			sw := report.NewStatusWriter(a.stdout, output)
+			if err := g.PreviewEach(ctx, db, now, func(decs []daemon.Decision) error {
+				return sw.Write(report.Status(g, decs, now))
+			}); err != nil {
 				return err
 			}
-			return report.WriteStatus(a.stdout, report.Status(g, decs, now), output)
+			return sw.Close()
 		},
 	}
 	c.Flags().StringVarP(&output, "output", "o", "table", "table or json")

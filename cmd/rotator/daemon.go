@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/rotator/rotator/daemon"
 	"github.com/rotator/rotator/daemon/statuspage"
-	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
 )
 
@@ -99,21 +97,19 @@ anything cut off resumes on the next start), and exits 0.`,
 		defer db.Close()
 		reg := prometheus.NewRegistry()
 		e.Metrics = rotation.NewMetrics(reg)
-		// The daemon, once built: a reload reuses what has not changed
-		// in the policies in force.
-		var running atomic.Pointer[daemon.Daemon]
 		cfg := daemon.Config{
 			DB: db, Engine: e, Logger: a.logger, Registry: reg,
-			Load: func() (*daemon.Generation, error) {
-				var prev *policy.File
-				if d := running.Load(); d != nil {
-					if g := d.Generation(); g != nil {
-						prev = g.File
+			// A reload reuses what has not changed in the policies in
+			// force (req.Prev); after a lean reload's new file was
+			// refused, the policies in force come back parsed again
+			// (req.File).
+			Load: func(req daemon.LoadRequest) (*daemon.Generation, error) {
+				f := req.File
+				if f == nil {
+					var err error
+					if f, err = a.reloadPolicy(req.Prev); err != nil {
+						return nil, err
 					}
-				}
-				f, err := a.reloadPolicy(prev)
-				if err != nil {
-					return nil, err
 				}
 				w := newWiring(f, a.logger)
 				g, err := daemon.NewGeneration(f, w)
@@ -130,7 +126,6 @@ anything cut off resumes on the next start), and exits 0.`,
 		if err != nil {
 			return err
 		}
-		running.Store(d)
 		if page.on {
 			p, err := statuspage.New(statuspage.Config{DB: db, Source: d, Refresh: page.refresh, Token: token, Logger: a.logger})
 			if err != nil {

@@ -61,11 +61,30 @@ recorded for it; a quarantined secret is not due until resumed.`,
 				}
 				defer db.Close()
 			}
-			decs, err := g.Preview(ctx, db, time.Now())
-			if err != nil {
-				return err
+			now := time.Now()
+			var rows []report.PlanRow
+			if id != "" {
+				// One secret: only its row is read.
+				decs, err := g.PreviewOf(ctx, db, now, id)
+				if err != nil {
+					return err
+				}
+				rows = report.Plan(g, decs, id)
+			} else {
+				// A batch of secrets at a time; with --limit only the
+				// soonest are kept between batches.
+				err := g.PreviewEach(ctx, db, now, func(decs []daemon.Decision) error {
+					rows = append(rows, report.Plan(g, decs, "")...)
+					if limit > 0 && len(rows) > 2*limit {
+						rows = report.SortPlan(rows)[:limit]
+					}
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+				rows = report.SortPlan(rows)
 			}
-			rows := report.Plan(g, decs, id)
 			if limit > 0 && len(rows) > limit {
 				rows = rows[:limit]
 			}

@@ -52,8 +52,11 @@ var staticFS embed.FS
 
 // Source is what the page reads besides the state database: the policies
 // in force and the last published-credential checks (*daemon.Daemon).
+// UseGeneration's done is called as soon as the page is done with the
+// generation, before anything else waits (a lean reload of the daemon
+// waits for it, and makes UseGeneration wait).
 type Source interface {
-	Generation() *daemon.Generation
+	UseGeneration() (g *daemon.Generation, done func())
 	LastCheck(id string) (rotation.CheckReport, bool)
 }
 
@@ -212,7 +215,8 @@ func (p *Page) listRows(ctx context.Context) (*listSnap, error) {
 		}
 		var snap *listSnap
 		err := p.read(ctx, func(ctx context.Context) error {
-			g := p.cfg.Source.Generation()
+			g, done := p.cfg.Source.UseGeneration()
+			defer done()
 			if g == nil {
 				return errors.New("policies not loaded yet")
 			}
@@ -484,12 +488,14 @@ type secretView struct {
 
 func (p *Page) serveSecret(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	g := p.cfg.Source.Generation()
+	g, done := p.cfg.Source.UseGeneration()
 	if g == nil {
+		done()
 		p.fail(w, errors.New("policies not loaded yet"))
 		return
 	}
 	set, ok := g.Settings(id)
+	done() // before listRows, which uses the generation again
 	if !ok {
 		http.Error(w, fmt.Sprintf("no secret %q in the policies", id), http.StatusNotFound)
 		return

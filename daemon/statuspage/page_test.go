@@ -29,7 +29,7 @@ type source struct {
 	checks map[string]rotation.CheckReport
 }
 
-func (s source) Generation() *daemon.Generation { return s.g }
+func (s source) UseGeneration() (*daemon.Generation, func()) { return s.g, func() {} }
 func (s source) LastCheck(id string) (rotation.CheckReport, bool) {
 	r, ok := s.checks[id]
 	return r, ok
