@@ -58,8 +58,12 @@ func (l ErrorList) Error() string {
 		s[i] = e.Error()
 	}
 	if len(l) > n {
-		s = append(s, fmt.Sprintf("... and %d more problems (%d in all; the first %d are shown): when many secrets fail alike, "+
-			"look for one mistake they share (a store, a class, defaults), fix it and run rotator validate again", len(l)-n, len(l), n))
+		more := "problems"
+		if len(l)-n == 1 {
+			more = "problem"
+		}
+		s = append(s, fmt.Sprintf("... and %d more %s (%d in all; the first %d are shown): when many secrets fail alike, "+
+			"look for one mistake they share (a store, a class, defaults), fix it and run rotator validate again", len(l)-n, more, len(l), n))
 	}
 	return strings.Join(s, "\n")
 }

@@ -361,4 +361,6 @@ func TestErrorListShowsTheFirstHundred(t *testing.T) {
 	require.Contains(t, lines[MaxShown-1], "secrets[99].publish[0].store")
 	require.Equal(t, "... and 150 more problems (250 in all; the first 100 are shown): when many secrets fail alike, "+
 		"look for one mistake they share (a store, a class, defaults), fix it and run rotator validate again", lines[MaxShown])
+	require.True(t, strings.HasPrefix(list[:MaxShown+1].Error()[strings.LastIndex(list[:MaxShown+1].Error(), "\n")+1:], "... and 1 more problem (101 in all"),
+		"one more: singular")
 }

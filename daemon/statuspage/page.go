@@ -407,6 +407,10 @@ func matches(r rowView, q, st string) bool {
 type secretSnap struct {
 	at   time.Time
 	runs []*state.Run
+	// row is the secret's row of the list, read with its runs (a view of
+	// one secret reads that secret, not the list of every one).
+	row    rowView
+	hasRow bool
 }
 
 func (p *Page) secretRuns(ctx context.Context, id string) (*secretSnap, error) {
@@ -425,9 +429,25 @@ func (p *Page) secretRuns(ctx context.Context, id string) (*secretSnap, error) {
 		}
 		var snap *secretSnap
 		err := p.read(ctx, func(ctx context.Context) error {
+			now := p.cfg.Now()
 			runs, err := p.cfg.DB.Runs(ctx, id, p.cfg.Runs)
-			snap = &secretSnap{at: p.cfg.Now(), runs: runs}
-			return err
+			if err != nil {
+				return err
+			}
+			snap = &secretSnap{at: now, runs: runs}
+			g, done := p.cfg.Source.UseGeneration()
+			defer done()
+			if g == nil {
+				return nil
+			}
+			decs, err := g.PreviewOf(ctx, p.cfg.DB, now, id)
+			if err != nil {
+				return err
+			}
+			for _, r := range report.Status(g, decs, now) {
+				snap.row, snap.hasRow = p.row(r, now), true
+			}
+			return nil
 		})
 		if err != nil {
 			return nil, err
@@ -495,14 +515,9 @@ func (p *Page) serveSecret(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	set, ok := g.Settings(id)
-	done() // before listRows, which uses the generation again
+	done() // before secretRuns, which uses the generation again
 	if !ok {
 		http.Error(w, fmt.Sprintf("no secret %q in the policies", id), http.StatusNotFound)
-		return
-	}
-	list, err := p.listRows(r.Context())
-	if err != nil {
-		p.fail(w, err)
 		return
 	}
 	snap, err := p.secretRuns(r.Context(), id)
@@ -512,10 +527,8 @@ func (p *Page) serveSecret(w http.ResponseWriter, r *http.Request) {
 	}
 	v := secretView{Grace: policy.Duration(set.Grace).String(), OnTime: set.OnTimeout,
 		ReadAt: snap.at.UTC().Format("2006-01-02 15:04:05Z"), Refresh: p.cfg.Refresh.String()}
-	for _, row := range list.rows {
-		if row.ID == id {
-			v.Row = row
-		}
+	if snap.hasRow {
+		v.Row = snap.row
 	}
 	if v.Row.ID == "" {
 		v.Row = rowView{ID: id, Class: set.Class, Cond: report.CondOK}

@@ -257,3 +257,26 @@ func TestListInPages(t *testing.T) {
 	require.Equal(t, []string{"tok/t003"}, ids(one))
 	require.NotContains(t, one, `id="page-range"`, "one page: no page links")
 }
+
+// A secret's page reads that secret (its row and its runs), not the list
+// of every secret: viewed first, it costs one read and shows the
+// secret's condition; the list is read when the list is viewed.
+func TestSecretPageReadsOneSecret(t *testing.T) {
+	t.Parallel()
+	p, srv := newPage(t, 30, "", rotation.CheckReport{SecretID: "tok/t007", CheckedAt: time.Now(),
+		Stores: []rotation.StoreCheck{{Store: "local", Path: "t007", Status: rotation.CheckBroken, Reason: "the token is malformed"}}})
+	req, _ := http.NewRequest("GET", srv.URL+"/secrets/tok/t007", nil)
+	code, body, _ := fetch(t, req)
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, `<tr class="suggested"><th>roll back</th>`, "the broken condition, from the secret's own read")
+	require.Equal(t, int64(1), p.Reads(), "one read: the secret's")
+	req, _ = http.NewRequest("GET", srv.URL+"/secrets/tok/t003", nil)
+	code, body, _ = fetch(t, req)
+	require.Equal(t, http.StatusOK, code, body)
+	require.NotContains(t, body, `<tr class="suggested"><th>roll back</th>`)
+	require.Equal(t, int64(2), p.Reads())
+	req, _ = http.NewRequest("GET", srv.URL+"/", nil)
+	_, body, _ = fetch(t, req)
+	require.Equal(t, 30, strings.Count(body, `<tr class="row`))
+	require.Equal(t, int64(3), p.Reads(), "the list, read when it is viewed")
+}
