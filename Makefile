@@ -69,8 +69,8 @@ vet:
 # Each fuzz target for a short while (make test runs this); one line per
 # target. A failing input is saved under the package's testdata/fuzz/.
 fuzz-short:
-	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime 10s ./policy
-	$(GO) test -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime 10s ./internal/dsn
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime 20s ./policy
+	$(GO) test -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime 20s ./internal/dsn
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
