@@ -67,9 +67,7 @@ func yamlFlowFile(n int) string {
 // File, positions included; a reload of it reuses every piece; its
 // mistakes are the whole loader's errors.
 func TestStreamedLoadFlow(t *testing.T) {
-	oldMin, oldChunk := streamMin, streamChunk
-	streamMin, streamChunk = 0, 3
-	t.Cleanup(func() { streamMin, streamChunk = oldMin, oldChunk })
+	t.Cleanup(SetPieceSizes(0, 3))
 	files := map[string]string{
 		"JSON indented": jsonFile(t, 20, true),
 		"JSON one line": jsonFile(t, 20, false),
@@ -114,9 +112,7 @@ func TestStreamedLoadFlow(t *testing.T) {
 // elsewhere and empty, is not taken as the list: the whole loader refuses
 // these files (no secret), and so do the pieces.
 func TestListHiddenInACommentOrScalar(t *testing.T) {
-	oldMin, oldChunk := streamMin, streamChunk
-	streamMin, streamChunk = 0, 1
-	t.Cleanup(func() { streamMin, streamChunk = oldMin, oldChunk })
+	t.Cleanup(SetPieceSizes(0, 1))
 	item := "{id: t/t1, class: admin_token, rotator: {token: {}}, publish: [{store: local, path: t/t1}]}"
 	head := "version: 1\nstores:\n  - name: local\n    files: {dir: out}\n  - name: x\n    files:\n      dir: \"out2\n"
 	files := map[string]string{
@@ -146,9 +142,7 @@ func TestListHiddenInACommentOrScalar(t *testing.T) {
 // document of its own, has no indentation to violate. The pieces leave
 // such a file to the whole loader.
 func TestFlowListTabAfterPlainScalar(t *testing.T) {
-	oldMin, oldChunk := streamMin, streamChunk
-	streamMin, streamChunk = 0, 1
-	t.Cleanup(func() { streamMin, streamChunk = oldMin, oldChunk })
+	t.Cleanup(SetPieceSizes(0, 1))
 	data := []byte("stores: [{name: local, files: {dir: out}}]\nsecrets: [{id: t/t1, description: a\n\t, class: admin_token, rotator: {token: {}}, publish: [{store: local, path: t/t1}]},\n" +
 		"  {id: t/t2, class: admin_token, rotator: {token: {}}, publish: [{store: local, path: t/t2}]}]\n")
 	_, _, werr := parseWhole("policies.yaml", "/x", data)

@@ -55,9 +55,7 @@ func FuzzLoad(f *testing.F) {
 
 	// Pieces of 2 secrets, so that what is checked across pieces is
 	// checked on small inputs.
-	oldChunk := streamChunk
-	streamChunk = 2
-	f.Cleanup(func() { streamChunk = oldChunk })
+	f.Cleanup(SetPieceSizes(streamMin, 2))
 	const name = "policies.yaml"
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// The streamed loader (stream.go) takes a file only when the whole

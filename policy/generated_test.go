@@ -150,9 +150,7 @@ func genFile(r *rand.Rand) string {
 // errors (a fixed seed: the same files every run; A7_SECONDS=n runs
 // new ones for n seconds).
 func TestStreamedAgreesOnGeneratedFiles(t *testing.T) {
-	oldMin, oldChunk := streamMin, streamChunk
-	t.Cleanup(func() { streamMin, streamChunk = oldMin, oldChunk })
-	streamMin = 0
+	t.Cleanup(SetPieceSizes(0, streamChunk)) // the chunk changes per file below
 	r, more := generator()
 	n, streamed, errsOK := 0, 0, 0
 	for ; n < 12000 || more(); n++ {
@@ -186,9 +184,7 @@ func TestStreamedAgreesOnGeneratedFiles(t *testing.T) {
 // pieces, edited (text inserted or cut, an item added), loads reusing
 // the first File as it loads fresh.
 func TestStreamedReuseAgreesOnGeneratedFiles(t *testing.T) {
-	oldMin, oldChunk := streamMin, streamChunk
-	t.Cleanup(func() { streamMin, streamChunk = oldMin, oldChunk })
-	streamMin = 0
+	t.Cleanup(SetPieceSizes(0, streamChunk)) // the chunk changes per file below
 	r, more := generator()
 	n, reused := 0, 0
 	for n < 200 || more() {

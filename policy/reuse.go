@@ -45,13 +45,9 @@ func (f *File) Reusable(data []byte) int {
 	}
 	n := 0
 	for first := 0; first < len(blk.items); first += streamChunk {
-		last := min(first+streamChunk, len(blk.items))
-		end := blk.end
-		if last < len(blk.items) {
-			end = blk.items[last]
-		}
-		sp, ok := f.pieces.pieces[pieceKey(header, blk.lines[first], blk.col(first), data[blk.items[first]:end])]
-		if ok && sp.n == last-first && sp.first+sp.n <= len(f.Secrets) {
+		count, text := blk.piece(data, first)
+		sp, ok := f.pieces.pieces[pieceKey(header, blk.lines[first], blk.col(first), text)]
+		if ok && sp.n == count && sp.first+sp.n <= len(f.Secrets) {
 			n += sp.n
 		}
 	}

@@ -63,9 +63,7 @@ func shared(prev, next *File) int {
 // rest; whatever the edit, the File is the one a fresh load gives, and a
 // refused file gets the fresh load's errors.
 func TestStreamedLoadReuses(t *testing.T) {
-	old := streamMin
-	streamMin = 0
-	t.Cleanup(func() { streamMin = old })
+	t.Cleanup(SetPieceSizes(0, streamChunk))
 	n := 3*streamChunk + 7 // four pieces, the last of 7
 	good := bigFile(n)
 	const name = "policies.yaml"
@@ -150,9 +148,7 @@ func swapPieces(text string, a, b int) string {
 // and after it the two share secrets): under -race, the reads beside the
 // loads make any write a reported race.
 func TestStreamedLoadReuseKeepsPrev(t *testing.T) {
-	old := streamMin
-	streamMin = 0
-	t.Cleanup(func() { streamMin = old })
+	t.Cleanup(SetPieceSizes(0, streamChunk))
 	good := bigFile(2*streamChunk + 7)
 	prev, _, err := parse("policies.yaml", []byte(good), nil)
 	require.NoError(t, err)
@@ -179,9 +175,7 @@ func TestStreamedLoadReuseKeepsPrev(t *testing.T) {
 // (the File, or the errors with their positions). Pieces are 3 secrets,
 // so small files have many. `go test` runs the seeds.
 func FuzzLoadReuse(f *testing.F) {
-	oldMin, oldChunk := streamMin, streamChunk
-	streamMin, streamChunk = 0, 3
-	f.Cleanup(func() { streamMin, streamChunk = oldMin, oldChunk })
+	f.Cleanup(SetPieceSizes(0, 3))
 	base := bigFile(14)
 	f.Add([]byte(base), uint(0), uint(0), []byte(""))
 	f.Add([]byte(base), uint(len(base)), uint(0), []byte("# reloaded\n"))

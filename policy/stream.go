@@ -78,6 +78,18 @@ func (b secretsBlock) col(i int) int {
 	return b.cols[i]
 }
 
+// piece is the piece of the list that starts at item first (every
+// streamChunk items): how many items it holds and its text in data, up
+// to the next piece's first item (the last piece: to the list's end).
+func (b secretsBlock) piece(data []byte, first int) (count int, text []byte) {
+	last := min(first+streamChunk, len(b.items))
+	end := b.end
+	if last < len(b.items) {
+		end = b.items[last]
+	}
+	return last - first, data[b.items[first]:end]
+}
+
 // findList finds the top-level secrets list, in block or flow style.
 func findList(data []byte) (secretsBlock, bool) {
 	if b, ok := findSecrets(data); ok {
@@ -285,16 +297,11 @@ func parseStreamed(name, dir string, data []byte, prev *File) (_ *File, nodes in
 	ids := map[string]bool{}
 	targets := map[targetID]bool{}
 	for first := 0; first < len(blk.items); first += streamChunk {
-		last := min(first+streamChunk, len(blk.items))
-		end := blk.end
-		if last < len(blk.items) {
-			end = blk.items[last]
-		}
-		text := data[blk.items[first]:end]
+		count, text := blk.piece(data, first)
 		key := pieceKey(idx.header, blk.lines[first], blk.col(first), text)
 		var piece []*SecretSpec
 		sp, ok := old[key]
-		if ok && sp.n == last-first && sp.first+sp.n <= len(prev.Secrets) && nodes+sp.nodes < Budget(len(data)) {
+		if ok && sp.n == count && sp.first+sp.n <= len(prev.Secrets) && nodes+sp.nodes < Budget(len(data)) {
 			// Unchanged since prev: its secrets as decoded, validated
 			// and filled then.
 			piece = prev.Secrets[sp.first : sp.first+sp.n]
@@ -302,7 +309,7 @@ func parseStreamed(name, dir string, data []byte, prev *File) (_ *File, nodes in
 			idx.pieces[key] = pieceSpan{first: first, n: sp.n, nodes: sp.nodes}
 		} else {
 			var n int
-			piece, n, _, err = parsePiece(name, dir, data, text, blk.lines[first], blk.col(first), hf, hd, nodes, first, last-first, nil)
+			piece, n, _, err = parsePiece(name, dir, data, text, blk.lines[first], blk.col(first), hf, hd, nodes, first, count, nil)
 			nodes += n
 			if err != nil {
 				return nil, nodes, err
@@ -515,12 +522,8 @@ func streamedErrors(name, dir string, data []byte) (_ ErrorList, nodes int, ok b
 	x := newAcross()
 	x.other = map[string]bool{}
 	for first := 0; first < len(blk.items); first += streamChunk {
-		last := min(first+streamChunk, len(blk.items))
-		end := blk.end
-		if last < len(blk.items) {
-			end = blk.items[last]
-		}
-		_, n, perrs, err := parsePiece(name, dir, data, data[blk.items[first]:end], blk.lines[first], blk.col(first), hf, hd, nodes, first, last-first, x)
+		count, text := blk.piece(data, first)
+		_, n, perrs, err := parsePiece(name, dir, data, text, blk.lines[first], blk.col(first), hf, hd, nodes, first, count, x)
 		nodes += n
 		if err != nil {
 			return nil, nodes, false

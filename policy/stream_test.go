@@ -53,9 +53,7 @@ func TestStreamedLoadIsTheWholeLoad(t *testing.T) {
 // streamed loader does not handle, is answered by the whole loader, with
 // its positioned errors.
 func TestStreamedLoadGivesUp(t *testing.T) {
-	old := streamMin
-	streamMin = 0
-	t.Cleanup(func() { streamMin = old })
+	t.Cleanup(SetPieceSizes(0, streamChunk))
 	n := 2*streamChunk + 3
 	good := bigFile(n)
 	last := 2*streamChunk - 1 // an api_key secret (i % 4 == 3) in the second piece
@@ -113,9 +111,7 @@ func TestStreamedLoadReferenceFile(t *testing.T) {
 // answered piece by piece with the errors the whole loader gives, those
 // found across pieces included, in its order and at its positions.
 func TestStreamedErrorsAreTheWholeLoaders(t *testing.T) {
-	oldMin, oldChunk := streamMin, streamChunk
-	streamMin, streamChunk = 0, 3
-	t.Cleanup(func() { streamMin, streamChunk = oldMin, oldChunk })
+	t.Cleanup(SetPieceSizes(0, 3))
 	good := bigFile(40)
 	// mgmt makes secret a/a<i> an http_api secret whose management key is
 	// the secret named.
@@ -201,9 +197,7 @@ func TestStreamedErrorsAreTheWholeLoaders(t *testing.T) {
 // the defaults or its class) is given once per secret by the whole
 // loader, so by the pieces too, not only by the first piece.
 func TestStreamedErrorsOnTheHeaderForEachSecret(t *testing.T) {
-	oldMin, oldChunk := streamMin, streamChunk
-	streamMin, streamChunk = 0, 1
-	t.Cleanup(func() { streamMin, streamChunk = oldMin, oldChunk })
+	t.Cleanup(SetPieceSizes(0, 1))
 	item := func(id string) string {
 		return "  - id: " + id + "\n    class: admin_token\n    rotator: {keyring: {max_token_lifetime: 1h}}\n" +
 			"    checks: [{delay: 2m}]\n    publish: [{store: local, path: " + id + "}]\n"
@@ -227,9 +221,7 @@ func TestStreamedErrorsOnTheHeaderForEachSecret(t *testing.T) {
 // a management_secret that names no secret included, though the pieces
 // know that only once every piece is read.
 func TestStreamedErrorsKeepTheOrderAtOnePlace(t *testing.T) {
-	oldMin, oldChunk := streamMin, streamChunk
-	streamMin, streamChunk = 0, 1
-	t.Cleanup(func() { streamMin, streamChunk = oldMin, oldChunk })
+	t.Cleanup(SetPieceSizes(0, 1))
 	data := []byte("stores: [{name: local, files: {dir: out}}]\nsecrets:\n" +
 		"  - {id: t/t1, class: admin_token, rotator: {token: {}}, publish: [{store: local, path: t/t1}]}\n" +
 		"  - {id: t/t2, class: api_key, rotator: {http_api: {preset: openrouter, management_secret: &m /t9}}, publish: [{store: local, path: *m}]}\n")
@@ -247,9 +239,7 @@ func TestStreamedErrorsKeepTheOrderAtOnePlace(t *testing.T) {
 // a file holding one is the whole loader's, so the positions of the
 // secrets after it are the parser's.
 func TestStreamedUnicodeLineBreaks(t *testing.T) {
-	oldMin, oldChunk := streamMin, streamChunk
-	streamMin, streamChunk = 0, 1
-	t.Cleanup(func() { streamMin, streamChunk = oldMin, oldChunk })
+	t.Cleanup(SetPieceSizes(0, 1))
 	for _, br := range []string{"\u0085", "\u2028", "\u2029"} {
 		item := func(i int, extra string) string {
 			return fmt.Sprintf("{id: t/t%d, class: admin_token, %srotator: {token: {}}, publish: [{store: local, path: t/t%d}]}", i, extra, i)
@@ -275,9 +265,7 @@ func TestStreamedUnicodeLineBreaks(t *testing.T) {
 // header parsed without the list would name an earlier one. Such a file
 // is the whole loader's.
 func TestStreamedAnchorRedefinedInTheList(t *testing.T) {
-	oldMin, oldChunk := streamMin, streamChunk
-	streamMin, streamChunk = 0, 1
-	t.Cleanup(func() { streamMin, streamChunk = oldMin, oldChunk })
+	t.Cleanup(SetPieceSizes(0, 1))
 	item := func(i int, extra string) string {
 		return fmt.Sprintf("{id: t/t%d, class: admin_token, %srotator: {token: {}}, publish: [{store: local, path: t/t%d}]}", i, extra, i)
 	}
