@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"github.com/rotator/rotator/daemon"
 	"github.com/rotator/rotator/internal/pgtest"
 	"github.com/rotator/rotator/internal/seal"
+	"github.com/rotator/rotator/internal/syncbuf"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
 	"github.com/rotator/rotator/state"
@@ -31,23 +31,8 @@ import (
 // That setting is the process's, so these tests are not parallel (the
 // parallel tests of the package start after them).
 
-// logBuf is the daemon's log, in memory.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// logBuf is a goroutine-safe log sink.
+type logBuf = syncbuf.Buffer
 
 // leanWorld is a daemon over a fresh state database and a policies file
 // of token secrets, each generation built by a countingBuilder.

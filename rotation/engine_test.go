@@ -1,7 +1,6 @@
 package rotation_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"github.com/rotator/rotator/internal/pgtest"
 	"github.com/rotator/rotator/internal/seal"
 	"github.com/rotator/rotator/internal/secret"
+	"github.com/rotator/rotator/internal/syncbuf"
 	"github.com/rotator/rotator/notify"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
@@ -63,22 +63,8 @@ func (e *env) saw(secrets ...string) {
 	e.seenMu.Unlock()
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer = syncbuf.Buffer
 
 const initialPassword = "initial-app-password-1234"
 

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/rotator/rotator/internal/pgtest"
 	"github.com/rotator/rotator/internal/seal"
 	"github.com/rotator/rotator/internal/secret"
+	"github.com/rotator/rotator/internal/syncbuf"
 	"github.com/rotator/rotator/notify"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
@@ -102,18 +102,8 @@ type world struct {
 	events   []notify.Event
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer = syncbuf.Buffer
 
 // newWorld builds the real engine on a real state database (pgtest), a
 // files store, the fake provider with the openrouter preset, and two

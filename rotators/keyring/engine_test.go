@@ -1,7 +1,6 @@
 package keyring_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -23,6 +22,7 @@ import (
 	"github.com/rotator/rotator/checks"
 	"github.com/rotator/rotator/internal/pgtest"
 	"github.com/rotator/rotator/internal/seal"
+	"github.com/rotator/rotator/internal/syncbuf"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
 	"github.com/rotator/rotator/rotators/keyring"
@@ -37,22 +37,8 @@ const (
 	storePath = "auth/jwt.json"
 )
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer = syncbuf.Buffer
 
 // client is an application holding the ring through appsecret.KeyRing,
 // serving its handler for the http check. A following client reloads the

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/rotator/rotator/internal/pgtest"
 	"github.com/rotator/rotator/internal/seal"
+	"github.com/rotator/rotator/internal/syncbuf"
 	"github.com/rotator/rotator/notify"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
@@ -26,18 +26,8 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer = syncbuf.Buffer
 
 // TestLiveClients: clients authenticate continuously with what the files
 // store publishes (each re-reads it every 50 ms and opens a new

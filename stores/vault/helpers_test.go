@@ -1,20 +1,19 @@
 package vault
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rotator/rotator/internal/syncbuf"
 	"github.com/rotator/rotator/internal/vaultdev"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/stores/storetest"
@@ -230,24 +229,11 @@ func (tg *target) kvRead(t *testing.T, p string, n int) (int, map[string]any, ma
 
 // logs captures a store's log lines (debug and up).
 type logs struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
+	syncbuf.Buffer
 }
 
 func (l *logs) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-func (l *logs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // count returns how many log lines carry msg.
