@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -388,13 +389,21 @@ func (h *gcHold) acquire() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.n == 0 {
-		prev := debug.SetGCPercent(ReloadGCPercent)
-		h.prev, h.set = prev, prev > ReloadGCPercent
-		if !h.set {
-			debug.SetGCPercent(prev) // off, or already lower: left as it is
+		// Off, or already lower: left as it is (read, not set and put
+		// back: GOGC is never 25 for a moment where it was lower).
+		h.set = gcPercent() > ReloadGCPercent
+		if h.set {
+			h.prev = debug.SetGCPercent(ReloadGCPercent)
 		}
 	}
 	h.n++
+}
+
+// gcPercent is GOGC as set now (-1: off).
+func gcPercent() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return int(int64(s[0].Value.Uint64()))
 }
 
 func (h *gcHold) release() {

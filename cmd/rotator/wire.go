@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -46,11 +45,7 @@ import (
 // that is lower, or off, is left as it is.
 func (a *app) loadPolicy() (*policy.File, error) {
 	if st, err := os.Stat(a.policiesPath); err == nil && st.Size() >= largeFile {
-		if prev := debug.SetGCPercent(daemon.ReloadGCPercent); prev < daemon.ReloadGCPercent {
-			debug.SetGCPercent(prev)
-		} else {
-			defer debug.SetGCPercent(prev)
-		}
+		defer daemon.HoldGC()()
 	}
 	return a.reloadPolicy(nil)
 }
