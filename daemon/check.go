@@ -42,10 +42,11 @@ type checkLoop struct {
 	// so 100,000 secrets cost nothing between their checks.
 	queue checkQueue
 	gen   weak.Pointer[Generation]
-	// last is each secret's latest check report, kept only when keepLast
-	// (a status page is served: it is the one reader). At 100,000 secrets
-	// the reports are ~30 MB that a daemon without the page does not hold.
-	last     map[string]rotation.CheckReport
+	// last is the summary of each secret's latest check report, kept only
+	// when keepLast (a status page is served: it is the one reader). At
+	// 100,000 secrets the whole reports were ~30 MB; the summaries keep
+	// what the page shows.
+	last     map[string]rotation.CheckSummary
 	keepLast bool
 }
 
@@ -76,7 +77,7 @@ func newCheckLoop(d *Daemon, limit int, keepLast bool) *checkLoop {
 		limit = 1
 	}
 	return &checkLoop{d: d, checker: &rotation.Checker{Engine: d.cfg.Engine}, limit: limit, keepLast: keepLast,
-		next: map[string]int64{}, last: map[string]rotation.CheckReport{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
+		next: map[string]int64{}, last: map[string]rotation.CheckSummary{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // nextCheck is the first moment after now in id's slot: the offset
@@ -260,20 +261,20 @@ func (l *checkLoop) checkAll(ctx context.Context, ids []string) {
 			}
 			if err == nil && l.keepLast {
 				l.mu.Lock()
-				l.last[id] = rep
+				l.last[id] = rep.Summary()
 				l.mu.Unlock()
 			}
 		}()
 	}
 }
 
-// LastCheck is the latest published-credential check of a secret by this
-// daemon (ok false: not checked yet, or no status page is served: the
-// reports are kept for the page only). It holds no secret.
-func (d *Daemon) LastCheck(id string) (rotation.CheckReport, bool) {
+// LastCheck is the summary of the latest published-credential check of a
+// secret by this daemon (ok false: not checked yet, or no status page is
+// served: the summaries are kept for the page only). It holds no secret.
+func (d *Daemon) LastCheck(id string) (rotation.CheckSummary, bool) {
 	l := d.checks
 	if l == nil {
-		return rotation.CheckReport{}, false
+		return rotation.CheckSummary{}, false
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

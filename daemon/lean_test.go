@@ -292,7 +292,7 @@ func TestLeanReloadOfABadFileKeepsTheOldPolicies(t *testing.T) {
 	}, 60*time.Second, 20*time.Millisecond, "no tick rotated the due secret after the refused reload:\n%s", w.log.String())
 	require.Eventually(t, func() bool {
 		rep, ok := w.d.LastCheck("tok/t002")
-		return ok && rep.CheckedAt.After(reloaded)
+		return ok && rep.Time().After(reloaded)
 	}, 60*time.Second, 20*time.Millisecond, "the rotated secret was not checked")
 	built, _, _ := back.counts()
 	require.GreaterOrEqual(t, built, 2, "the tick and the check used the policies built again")

@@ -116,6 +116,96 @@ func (r CheckReport) Agree() bool {
 	return true
 }
 
+// CheckSummary is what a long-lived reader keeps of a CheckReport: when it
+// was made, and per publication its outcome, its reason, how it differs
+// and the number of the version it publishes. A daemon that serves a
+// status page keeps one per secret: at 100,000 secrets the whole reports
+// (their versions' run ids, fingerprints and names) cost about three
+// times as much. It holds no secret.
+type CheckSummary struct {
+	// CheckedAt is when the check was made (Unix ns).
+	CheckedAt int64
+	Stores    []StoreSummary
+}
+
+// StoreSummary is what a CheckSummary keeps of one StoreCheck (64 bytes:
+// what is rare is behind Note).
+type StoreSummary struct {
+	Store, Path string
+	// Status is one of the Check* outcomes.
+	Status string
+	// Version is the number of the current version the store publishes
+	// (0: none, or it could not be read).
+	Version int64
+	// Note is the reason and the differences, when there are any.
+	Note *StoreNote
+}
+
+// StoreNote is a StoreCheck's Reason and Differs.
+type StoreNote struct {
+	Reason  string
+	Differs []string
+}
+
+// Summary is what a long-lived reader keeps of r.
+func (r CheckReport) Summary() CheckSummary {
+	s := CheckSummary{CheckedAt: r.CheckedAt.UnixNano(), Stores: make([]StoreSummary, len(r.Stores))}
+	for i, c := range r.Stores {
+		s.Stores[i] = StoreSummary{Store: c.Store, Path: c.Path, Status: status(c.Status)}
+		if c.Current != nil {
+			s.Stores[i].Version = c.Current.Number
+		}
+		if c.Reason != "" || len(c.Differs) > 0 {
+			s.Stores[i].Note = &StoreNote{Reason: c.Reason, Differs: c.Differs}
+		}
+	}
+	return s
+}
+
+// status returns the constant that equals st, so that a summary kept for
+// long shares the constant's bytes instead of holding st's.
+func status(st string) string {
+	for _, c := range [...]string{CheckOK, CheckBroken, CheckDisagrees, CheckUnreachable, CheckUnpublished} {
+		if st == c {
+			return c
+		}
+	}
+	return st
+}
+
+// Time is when the check was made.
+func (s CheckSummary) Time() time.Time { return time.Unix(0, s.CheckedAt) }
+
+// Broken is CheckReport.Broken of the report s summarises.
+func (s CheckSummary) Broken() bool {
+	for _, st := range s.Stores {
+		if st.Status == CheckBroken || st.Status == CheckDisagrees {
+			return true
+		}
+	}
+	return false
+}
+
+// Publication names the store check as store:path.
+func (s StoreSummary) Publication() string { return s.Store + ":" + s.Path }
+
+// Reason says why the credential is broken or unreachable (redacted).
+func (s StoreSummary) Reason() string {
+	if s.Note == nil {
+		return ""
+	}
+	return s.Note.Reason
+}
+
+// Differs says how this store differs from the others, and from its own
+// metadata.
+func (s StoreSummary) Differs() []string {
+	if s.Note == nil {
+		return nil
+	}
+	return s.Note.Differs
+}
+
 // Check runs the published-credential check once for t, with no memory of
 // earlier checks: every broken credential it finds is reported as an event.
 // See Checker.

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -320,4 +321,34 @@ func TestCheckDuringPublish(t *testing.T) {
 	require.NotEmpty(t, during.Stores[0].Differs, "the difference is still shown")
 	require.Contains(t, during.Note, "is publishing version 2")
 	require.False(t, during.Broken())
+}
+
+// The summary a daemon keeps for its status page has what the page shows,
+// and says broken exactly when the report does.
+func TestCheckSummary(t *testing.T) {
+	at := time.Date(2026, 12, 1, 6, 0, 0, 123, time.UTC)
+	rep := rotation.CheckReport{SecretID: "db/app", Class: "database", CheckedAt: at, Stores: []rotation.StoreCheck{
+		{Store: "vault", Path: "kv/app", Status: rotation.CheckOK, Works: true,
+			Current: &rotation.VersionMeta{Number: 7, RunID: "r7", Fingerprint: "fp", Username: "app_blue"}},
+		{Store: "files", Path: "app.json", Status: rotation.CheckUnreachable, Reason: "describe: timeout",
+			Differs: []string{"publishes no version"}},
+	}}
+	s := rep.Summary()
+	require.True(t, s.Time().Equal(at), "%v", s.Time())
+	require.Equal(t, []rotation.StoreSummary{
+		{Store: "vault", Path: "kv/app", Status: rotation.CheckOK, Version: 7},
+		{Store: "files", Path: "app.json", Status: rotation.CheckUnreachable,
+			Note: &rotation.StoreNote{Reason: "describe: timeout", Differs: []string{"publishes no version"}}},
+	}, s.Stores)
+	require.Equal(t, "", s.Stores[0].Reason())
+	require.Nil(t, s.Stores[0].Differs())
+	require.Equal(t, "describe: timeout", s.Stores[1].Reason())
+	require.Equal(t, []string{"publishes no version"}, s.Stores[1].Differs())
+	require.EqualValues(t, 64, unsafe.Sizeof(s.Stores[0]), "a summary kept for each secret stays small")
+	require.Equal(t, "vault:kv/app", s.Stores[0].Publication())
+	for _, st := range []string{rotation.CheckOK, rotation.CheckBroken, rotation.CheckDisagrees, rotation.CheckUnreachable, rotation.CheckUnpublished} {
+		rep.Stores[1].Status = string([]byte(st)) // not the constant's bytes
+		require.Equal(t, rep.Broken(), rep.Summary().Broken(), st)
+		require.Equal(t, st, rep.Summary().Stores[1].Status)
+	}
 }

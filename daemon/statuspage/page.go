@@ -57,7 +57,7 @@ var staticFS embed.FS
 // waits for it, and makes UseGeneration wait).
 type Source interface {
 	UseGeneration() (g *daemon.Generation, done func())
-	LastCheck(id string) (rotation.CheckReport, bool)
+	LastCheck(id string) (rotation.CheckSummary, bool)
 }
 
 // Config is what the page needs.
@@ -534,11 +534,11 @@ func (p *Page) serveSecret(w http.ResponseWriter, r *http.Request) {
 		v.Row = rowView{ID: id, Class: set.Class, Cond: report.CondOK}
 	}
 	if rep, ok := p.cfg.Source.LastCheck(id); ok {
-		v.Checked = rep.CheckedAt.UTC().Format("2006-01-02 15:04:05Z")
+		v.Checked = rep.Time().UTC().Format("2006-01-02 15:04:05Z")
 		for _, s := range rep.Stores {
-			sv := storeView{Publication: s.Publication(), Status: s.Status, Reason: s.Reason, Differs: s.Differs}
-			if s.Current != nil {
-				sv.Version = fmt.Sprint(s.Current.Number)
+			sv := storeView{Publication: s.Publication(), Status: s.Status, Reason: s.Reason(), Differs: s.Differs()}
+			if s.Version != 0 {
+				sv.Version = fmt.Sprint(s.Version)
 			}
 			v.Stores = append(v.Stores, sv)
 		}

@@ -30,9 +30,9 @@ type source struct {
 }
 
 func (s source) UseGeneration() (*daemon.Generation, func()) { return s.g, func() {} }
-func (s source) LastCheck(id string) (rotation.CheckReport, bool) {
+func (s source) LastCheck(id string) (rotation.CheckSummary, bool) {
 	r, ok := s.checks[id]
-	return r, ok
+	return r.Summary(), ok
 }
 
 // newPage is a status page over a fresh state database holding n token
