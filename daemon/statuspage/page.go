@@ -9,6 +9,7 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"sort"
@@ -177,7 +178,87 @@ func (p *Page) read(ctx context.Context, fn func(context.Context) error) error {
 // listSnap is one read of every secret.
 type listSnap struct {
 	at   time.Time
-	rows []rowView
+	rows []listRow
+}
+
+// listRow is what the list keeps of a secret between views: what the
+// search, the filter and the order read, and what view formats for the
+// rows a view shows (at most Config.Rows). The list keeps one for every
+// secret for the refresh interval: the policy's id and class are shared,
+// the interval and outcome texts interned, what is rare is behind more,
+// and the texts a row shows are made only for the rows shown (a rowView
+// of each secret was about twice the size, with four texts of its own).
+type listRow struct {
+	ID, Class, User, KeyID string
+	Interval, Outcome      string
+	Cond                   report.Condition
+	Version, Previous      int64
+	// Age in seconds (never: not rotated yet), the interval in seconds,
+	// the next due time (Unix ns; never: quarantined).
+	Age, IntervalSeconds, Due int64
+	Failures                  int
+	more                      *rowMore
+}
+
+// rowMore is what few rows have.
+type rowMore struct{ LastError, ActiveRun, ActiveStep string }
+
+// never marks a listRow's Age or Due as none.
+const never = math.MinInt64
+
+// compact is what the list keeps of r (see listRow); spec, when given,
+// lends the policy's id and class, intern the texts many rows share.
+func compact(r report.StatusRow, cond report.Condition, spec *policy.SecretSpec, intern func(string) string) listRow {
+	l := listRow{ID: r.ID, Class: r.Class, User: r.Current.Username, KeyID: r.Current.KeyID,
+		Interval: intern(r.Interval), Outcome: intern(string(r.LastOutcome)), Cond: cond,
+		Version: r.CurrentVersion, Previous: r.PreviousVersion, Age: never, IntervalSeconds: r.IntervalSeconds,
+		Due: never, Failures: r.ConsecutiveFailures}
+	if spec != nil && spec.ID == l.ID && spec.Class == l.Class {
+		l.ID, l.Class = spec.ID, spec.Class
+	}
+	if r.AgeSeconds != nil {
+		l.Age = *r.AgeSeconds
+	}
+	if r.Due != nil {
+		l.Due = r.Due.UnixNano()
+	}
+	if r.LastError != "" || r.ActiveRun != "" || r.ActiveStep != "" {
+		l.more = &rowMore{LastError: r.LastError, ActiveRun: r.ActiveRun, ActiveStep: intern(r.ActiveStep)}
+	}
+	return l
+}
+
+// credential is the row's credential as the page shows it.
+func (l listRow) credential() string {
+	return rotation.CredentialMeta{Username: l.User, KeyID: l.KeyID}.String()
+}
+
+// view is the row as the page shows it, read at now.
+func (l listRow) view(now time.Time) rowView {
+	v := rowView{ID: l.ID, Class: l.Class, Version: l.Version, Previous: l.Previous,
+		Credential: l.credential(), Age: "never rotated", Interval: l.Interval, NextDue: "never (quarantined)",
+		LastOutcome: l.Outcome, Cond: l.Cond, Failures: l.Failures}
+	if m := l.more; m != nil {
+		v.LastError, v.ActiveRun, v.ActiveStep = m.LastError, m.ActiveRun, m.ActiveStep
+	}
+	if v.LastOutcome == "" {
+		v.LastOutcome = "-"
+	}
+	if l.Age != never {
+		v.Age = report.Age(time.Duration(l.Age) * time.Second)
+		if l.IntervalSeconds > 0 {
+			v.AgeRatio = min(float64(l.Age)/float64(l.IntervalSeconds), 1.5)
+			v.AgePercent = int(float64(l.Age) / float64(l.IntervalSeconds) * 100)
+		}
+	}
+	if l.Due != never {
+		due := time.Unix(0, l.Due).UTC()
+		v.NextDue = due.Format("2006-01-02 15:04Z")
+		if !due.After(now) {
+			v.NextDue += " (now)"
+		}
+	}
+	return v
 }
 
 // rowView is one secret as the page shows it.
@@ -224,10 +305,21 @@ func (p *Page) listRows(ctx context.Context) (*listSnap, error) {
 			// Every secret is read, a batch at a time, and only its
 			// row kept; the collector runs as during a reload.
 			defer daemon.HoldGC()()
-			snap = &listSnap{at: now, rows: make([]rowView, 0, len(g.File.Secrets))}
+			snap = &listSnap{at: now, rows: make([]listRow, 0, len(g.File.Secrets))}
+			texts := map[string]string{}
+			intern := func(s string) string {
+				if t, ok := texts[s]; ok {
+					return t
+				}
+				if len(texts) < 1000 {
+					texts[s] = s
+				}
+				return s
+			}
 			err := g.PreviewEach(ctx, p.cfg.DB, now, func(decs []daemon.Decision) error {
 				for _, r := range report.Status(g, decs, now) {
-					snap.rows = append(snap.rows, p.row(r, now))
+					spec, _ := g.Spec(r.ID)
+					snap.rows = append(snap.rows, compact(r, p.cond(r, now), spec, intern))
 				}
 				return nil
 			})
@@ -253,33 +345,18 @@ func (p *Page) listRows(ctx context.Context) (*listSnap, error) {
 	return v.(*listSnap), nil
 }
 
+// row is r as the page shows it, read at now.
 func (p *Page) row(r report.StatusRow, now time.Time) rowView {
+	return compact(r, p.cond(r, now), nil, func(s string) string { return s }).view(now)
+}
+
+// cond is r's condition at now, with the secret's last check.
+func (p *Page) cond(r report.StatusRow, now time.Time) report.Condition {
 	broken := false
 	if rep, ok := p.cfg.Source.LastCheck(r.ID); ok {
 		broken = rep.Broken()
 	}
-	v := rowView{ID: r.ID, Class: r.Class, Version: r.CurrentVersion, Previous: r.PreviousVersion,
-		Credential: rotation.CredentialMeta{Username: r.Current.Username, KeyID: r.Current.KeyID}.String(),
-		Age:        "never rotated", Interval: r.Interval, NextDue: "never (quarantined)",
-		LastOutcome: string(r.LastOutcome), LastError: r.LastError, Cond: report.ConditionOf(r, broken, now),
-		ActiveRun: r.ActiveRun, ActiveStep: r.ActiveStep, Failures: r.ConsecutiveFailures}
-	if v.LastOutcome == "" {
-		v.LastOutcome = "-"
-	}
-	if r.AgeSeconds != nil {
-		v.Age = report.Age(time.Duration(*r.AgeSeconds) * time.Second)
-		if r.IntervalSeconds > 0 {
-			v.AgeRatio = min(float64(*r.AgeSeconds)/float64(r.IntervalSeconds), 1.5)
-			v.AgePercent = int(float64(*r.AgeSeconds) / float64(r.IntervalSeconds) * 100)
-		}
-	}
-	if r.Due != nil {
-		v.NextDue = r.Due.UTC().Format("2006-01-02 15:04Z")
-		if !r.Due.After(now) {
-			v.NextDue += " (now)"
-		}
-	}
-	return v
+	return report.ConditionOf(r, broken, now)
 }
 
 type countView struct {
@@ -339,7 +416,7 @@ func (p *Page) serveList(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		if i >= from && i < to {
-			v.Rows = append(v.Rows, row)
+			v.Rows = append(v.Rows, row.view(snap.at))
 		}
 		if i++; i >= to {
 			break
@@ -379,7 +456,7 @@ func (p *Page) serveList(w http.ResponseWriter, r *http.Request) {
 // matches reports whether a row passes the search (q: a substring of its
 // id, class or credential, any case) and the state filter (a condition,
 // "attention" for every condition that needs a person, "" for all).
-func matches(r rowView, q, st string) bool {
+func matches(r listRow, q, st string) bool {
 	switch st {
 	case "":
 	case "attention":
@@ -395,12 +472,12 @@ func matches(r rowView, q, st string) bool {
 		return true
 	}
 	q = strings.ToLower(q)
-	for _, s := range []string{r.ID, r.Class, r.Credential} {
+	for _, s := range []string{r.ID, r.Class} {
 		if strings.Contains(strings.ToLower(s), q) {
 			return true
 		}
 	}
-	return false
+	return strings.Contains(strings.ToLower(r.credential()), q)
 }
 
 // secretSnap is one read of a secret's runs.
