@@ -2,7 +2,6 @@ package schedule
 
 import (
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/rotator/rotator/policy"
@@ -17,16 +16,15 @@ import (
 // 100,000 secrets the map is of pointers to a few rules, not 100,000
 // copies, and each zone is loaded once.
 func Rules(f *policy.File) (map[string]*Rule, error) {
-	peers := map[string][]string{}
+	ids := map[string][]string{}
 	for _, s := range f.Secrets {
-		peers[ServerKey(s)] = append(peers[ServerKey(s)], s.ID)
+		ids[ServerKey(s)] = append(ids[ServerKey(s)], s.ID)
 	}
-	for k, p := range peers {
-		if len(p) < 2 {
-			delete(peers, k) // no peers: the key stays out of the rule's identity
-			continue
+	peers := map[string]*Peers{}
+	for k, p := range ids {
+		if len(p) >= 2 { // no peers: the key stays out of the rule's identity
+			peers[k] = NewPeers(p...)
 		}
-		sort.Strings(p)
 	}
 	type ruleKey struct {
 		interval, jitter, nextRun time.Duration

@@ -1,8 +1,11 @@
 package schedule
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -397,7 +400,7 @@ func TestPeersLandInDistinctMinutes(t *testing.T) {
 	minutes := func(peers []string) map[string]bool {
 		seen := map[string]bool{}
 		for _, id := range ids {
-			rule := Rule{Interval: 90 * days, Window: w, Jitter: 4 * time.Hour, Peers: peers}
+			rule := Rule{Interval: 90 * days, Window: w, Jitter: 4 * time.Hour, Peers: NewPeers(peers...)}
 			due, _, err := rule.Next(id, last, last)
 			require.NoError(t, err)
 			require.True(t, w.Contains(due))
@@ -419,8 +422,8 @@ func TestPeersLandInDistinctMinutes(t *testing.T) {
 	for i, id := range ids {
 		reversed[len(ids)-1-i] = id
 	}
-	a, _ := fraction("db/app-07", ids)
-	b, _ := fraction("db/app-07", reversed)
+	a, _ := fraction("db/app-07", NewPeers(ids...))
+	b, _ := fraction("db/app-07", NewPeers(reversed...))
 	require.Equal(t, a, b)
 	require.False(t, math.IsNaN(a))
 }
@@ -489,4 +492,40 @@ func TestFmtDuration(t *testing.T) {
 	} {
 		require.Equal(t, want, fmtDuration(d))
 	}
+}
+
+// TestPeersRankOnce: the peers' ranks made once are the ranks made at each
+// due time before (every peer sorted by its hash, then its id, duplicates
+// once), for members, non-members, duplicates and sets too small to rank.
+func TestPeersRankOnce(t *testing.T) {
+	before := func(id string, peers []string) (float64, string) {
+		if len(peers) < 2 || !slices.Contains(peers, id) {
+			return hashFraction(id), "derived from id"
+		}
+		ranked := slices.Clone(peers)
+		slices.SortFunc(ranked, func(a, b string) int {
+			return cmp.Or(cmp.Compare(hashFraction(a), hashFraction(b)), strings.Compare(a, b))
+		})
+		ranked = slices.Compact(ranked)
+		k := slices.Index(ranked, id)
+		return (float64(k) + 0.5) / float64(len(ranked)), fmt.Sprintf("slot %d of %d peers, derived from ids", k+1, len(ranked))
+	}
+	sets := [][]string{nil, {"a"}, {"a", "b"}, {"b", "a", "b"}, {"x", "x"}, {"x", "x", "y", "z", "x"}}
+	var many []string
+	for i := range 300 {
+		many = append(many, fmt.Sprintf("db/tenant-%03d", i))
+	}
+	sets = append(sets, many)
+	for _, set := range sets {
+		p := NewPeers(slices.Clone(set)...)
+		for _, id := range append(slices.Clone(set), "other", "db/tenant-999", "") {
+			wantF, wantFrom := before(id, set)
+			gotF, gotFrom := fraction(id, p)
+			require.Equal(t, wantF, gotF, "%q in %q", id, set)
+			require.Equal(t, wantFrom, gotFrom, "%q in %q", id, set)
+		}
+	}
+	f, from := fraction("a", nil)
+	require.Equal(t, hashFraction("a"), f)
+	require.Equal(t, "derived from id", from)
 }
