@@ -77,9 +77,10 @@ import (
 //   - syncing the due times: the statement in progress is cancelled and
 //     rolled back. Each statement of the sync is atomic and idempotent
 //     (an upsert of the secrets' rows, an update of due times computed
-//     from the rows' history) and the sync is marked as done only at its
-//     end, so a stopped sync leaves rows that the next start's sync
-//     writes again, as after a crash.
+//     from the rows' history); the sync clears its mark's key before its
+//     first write and records it only at its end, so a stopped sync
+//     leaves rows that the next sync writes again, whatever policies it
+//     syncs, as after a crash.
 //
 // After the load began the old generation is gone; it is not built again
 // for a shutdown: no run is in flight (the reload waited for them), and
