@@ -130,6 +130,12 @@ type Daemon struct {
 	// onDrain, in tests, is told when a lean reload starts to wait for
 	// the users of the generation it drops.
 	onDrain func()
+	// leaning is set while a lean reload holds (or is taking) gate: a
+	// tick that comes meanwhile does not wait for it but is deferred
+	// (tickDeferred), and the reload runs one when it ends (lean.go).
+	leanMu       sync.Mutex
+	leaning      bool
+	tickDeferred bool
 }
 
 // New registers the daemon's metrics and loads the policies (syncing the
@@ -274,12 +280,25 @@ func (d *Daemon) Run(ctx context.Context) error {
 		lastStat, _ = os.Stat(cfg.PoliciesPath)
 	}
 	// fatal: a lean reload left no policies in force; the daemon stops
-	// as on SIGTERM and Run returns it.
+	// as on SIGTERM and Run returns it. stopped: a SIGTERM stopped a
+	// reload (its load or sync, or a lean reload's wait for the runs in
+	// flight), which the shutdown's log says.
 	var fatal error
+	var stopped *stoppedError
 	loopCtx, stopLoop := context.WithCancel(ctx)
 	defer stopLoop()
 	reload := func(why string) {
-		if err := d.reloadLogged(runCtx, why); err != nil {
+		// ctx, not runCtx: a SIGTERM stops the reload, so that the drain
+		// begins at once (the pod is killed at the end of its grace
+		// period), not after a load and sync of tens of seconds. None
+		// starts once the daemon is stopping.
+		if ctx.Err() != nil {
+			return
+		}
+		err := d.reloadLogged(ctx, why)
+		switch {
+		case errors.As(err, &stopped):
+		case err != nil:
 			fatal = err
 			stopLoop()
 		}
@@ -295,7 +314,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 				reload("file changed")
 			}
 		case <-loopCtx.Done():
-			log.Info("stopping: no new work; waiting for running steps", "timeout", cfg.Shutdown.String())
+			if stopped != nil {
+				log.Info("stopping: no new work; waiting for running steps", "timeout", cfg.Shutdown.String(),
+					"reload", "stopped "+stopped.stage, "policies_in_force", stopped.inForce())
+			} else {
+				log.Info("stopping: no new work; waiting for running steps", "timeout", cfg.Shutdown.String())
+			}
 			stopChecks() // read-only: nothing to finish
 			<-d.checks.done
 			stopMetrics()
@@ -335,11 +359,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 }
 
 // reloadLogged reloads and logs the outcome; the error is errNoPolicies
-// (the daemon must stop), never a refused file.
+// (the daemon must stop) or a *stoppedError (ctx ended: the daemon is
+// stopping), never a refused file.
 func (d *Daemon) reloadLogged(ctx context.Context, why string) error {
 	start := time.Now()
 	err := d.reload(ctx)
+	var stopped *stoppedError
 	switch {
+	case errors.As(err, &stopped):
+		d.cfg.Logger.Warn("policies reload stopped: the daemon is shutting down", "reason", why, "while", stopped.stage,
+			"policies_in_force", stopped.inForce(), "took", time.Since(start).Round(time.Millisecond).String())
+		return err
 	case errors.Is(err, errNoPolicies):
 		d.cfg.Logger.Error("policies not reloaded, and the old ones could not be put back: no policies in force; stopping", "reason", why, "err", err.Error())
 		return err
@@ -433,15 +463,15 @@ func (d *Daemon) reload(ctx context.Context) error {
 		prev = old.File
 	}
 	debug.FreeOSMemory()
-	g, err := d.cfg.Load(LoadRequest{Prev: prev})
+	g, err := d.load(ctx, LoadRequest{Prev: prev})
 	if err != nil {
 		reloadGC.release()
-		return err
+		return ifStopped(ctx, "loading the policies", true, err)
 	}
 	if err := g.Sync(ctx, d.cfg.DB, time.Now()); err != nil {
 		g.Close()
 		reloadGC.release()
-		return err
+		return ifStopped(ctx, "syncing the due times", true, err)
 	}
 	d.gate.Lock()
 	old := d.gen.Swap(g)
@@ -473,6 +503,66 @@ func (d *Daemon) reload(ctx context.Context) error {
 	}
 	d.metrics.poke()
 	return nil
+}
+
+// load calls Config.Load, and stops waiting for it when ctx ends (a
+// shutdown). A load reads, parses and builds; it writes nothing, so what
+// a stopped load returns later is only closed.
+func (d *Daemon) load(ctx context.Context, req LoadRequest) (*Generation, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	type loaded struct {
+		g   *Generation
+		err error
+	}
+	c := make(chan loaded, 1)
+	go func() {
+		g, err := d.cfg.Load(req)
+		c <- loaded{g, err}
+	}()
+	select {
+	case l := <-c:
+		return l.g, l.err
+	case <-ctx.Done():
+		go func() {
+			if l := <-c; l.g != nil {
+				l.g.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+// stoppedError is a reload stopped by the daemon's shutdown (its context
+// ended): stage says where, kept whether the policies in force before it
+// still are.
+type stoppedError struct {
+	stage string
+	kept  bool
+	err   error
+}
+
+func (e *stoppedError) Error() string {
+	return "policies reload stopped by the shutdown while " + e.stage + ": " + e.err.Error()
+}
+
+func (e *stoppedError) Unwrap() error { return e.err }
+
+// inForce says, for the logs, what is in force after the stop.
+func (e *stoppedError) inForce() string {
+	if e.kept {
+		return "the old ones"
+	}
+	return "none: the old ones were dropped before the load and are not built again for a shutdown (nothing was running)"
+}
+
+// ifStopped is err, or a *stoppedError when ctx has ended (a shutdown).
+func ifStopped(ctx context.Context, stage string, kept bool, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	return &stoppedError{stage: stage, kept: kept, err: err}
 }
 
 // waitGroup waits for wg, or for ctx to end.
@@ -510,10 +600,16 @@ func (d *Daemon) tickAfterOthers(ctx context.Context) {
 
 func (d *Daemon) tickLocked(ctx context.Context) {
 	log := d.cfg.Logger
+	g, done, deferred := d.useForTick()
+	if deferred {
+		// Not "skipped": the lean reload runs a tick when it ends
+		// (lean.go); the due secrets stay due in the state database.
+		log.Info("tick deferred: a policies reload is in progress; a tick runs as soon as it ends")
+		return
+	}
 	// Whatever the tick does, the next waiting run is woken at its
 	// wait_until (runs of other processes too).
 	defer d.armWake(ctx)
-	g, done := d.UseGeneration()
 	defer done()
 	if g == nil {
 		return // no policies: the daemon is stopping (errNoPolicies)

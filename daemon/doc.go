@@ -121,5 +121,16 @@
 // page reads in flight, makes new ones wait, drops the old generation
 // (keeping only its text, compressed), then loads the file; a refused
 // file, build or sync puts the old policies back, parsed again from that
-// text. /readyz stays 200 meanwhile.
+// text. /readyz stays 200 meanwhile. A tick that comes during it is
+// deferred, not skipped: one tick runs as soon as the reload ends.
+//
+// # Shutdown
+//
+// SIGTERM ends Run's context: no new tick starts, the checks and metrics
+// stop, and running steps get Config.Shutdown to finish before their
+// context is cancelled (they resume on the next start). A reload in
+// progress is stopped first (its load abandoned, its sync's statement
+// cancelled; a lean reload's wait for the runs in flight given up, the
+// old generation back in force), and the log says where it stopped and
+// which policies are in force for the drain (lean.go).
 package daemon

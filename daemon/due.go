@@ -116,8 +116,11 @@ func (g *Generation) rows(ctx context.Context, db *state.DB, specs []*policy.Sec
 // computed from the same policies by the same build (SyncKey): then every
 // row exists and holds the due time this sync would record, since runs
 // record theirs with the same rules. Any change of the file makes the
-// next Sync do the whole work again; the mark is recorded only after every
-// batch is written.
+// next Sync do the whole work again; the mark's key is cleared before the
+// first write and recorded only after every batch is written, so a sync
+// stopped half-way (an error, a shutdown, a crash) is done again by the
+// next one, whatever policies it syncs: every write is idempotent (rows
+// upserted, due times computed from each row's history).
 func (g *Generation) Sync(ctx context.Context, db *state.DB, now time.Time) error {
 	key := SyncKey(g.File.Hash)
 	mark, err := db.ScheduleSync(ctx)
@@ -126,6 +129,14 @@ func (g *Generation) Sync(ctx context.Context, db *state.DB, now time.Time) erro
 	}
 	if g.File.Hash != "" && mark.Key == key {
 		return nil
+	}
+	if mark.Key != "" {
+		// Each statement below is atomic, but the sync is not: a sync
+		// stopped between batches leaves some rows rewritten, which the
+		// mark must not vouch for.
+		if err := db.ClearScheduleSync(ctx); err != nil {
+			return err
+		}
 	}
 	err = g.batches(func(specs []*policy.SecretSpec) error {
 		defs := make([]state.SecretDef, 0, len(specs))

@@ -200,3 +200,50 @@ secrets:
 	require.True(t, nextDue("tok/ok").Equal(success.Add(30*24*time.Hour)), "%s", nextDue("tok/ok"))
 	require.True(t, nextDue("tok/failed").Equal(failedAt.Add(2*time.Hour)), "%s", nextDue("tok/failed"))
 }
+
+// A sync that stops half-way (here its due times are refused, after the
+// secrets' rows were written) leaves no mark that vouches for the rows it
+// rewrote: a sync of the policies synced before it is not skipped, and
+// puts their class back.
+func TestSyncStoppedHalfWayIsDoneAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "policies.yaml")
+	gen := func(class string) *daemon.Generation {
+		t.Helper()
+		require.NoError(t, os.WriteFile(path, []byte(`stores: [{name: local, files: {dir: s}}]
+secrets:
+  - {id: tok/a, class: `+class+`, rotator: {token: {}}, publish: [{store: local, path: a}]}
+`), 0o600))
+		f, err := policy.Load(path)
+		require.NoError(t, err)
+		g, err := daemon.NewGeneration(f, nil)
+		require.NoError(t, err)
+		return g
+	}
+	db, err := state.Open(ctx, pgtest.NewDatabase(t))
+	require.NoError(t, err)
+	defer db.Close()
+	_, err = db.Migrate(ctx)
+	require.NoError(t, err)
+
+	require.NoError(t, gen("admin_token").Sync(ctx, db, time.Now()))
+	// Rotated: its due time follows its class's interval.
+	_, err = db.Pool().Exec(ctx, `UPDATE rotator_secrets SET last_success_at = now() - interval '1 day', last_outcome = 'succeeded'`)
+	require.NoError(t, err)
+	_, err = db.Pool().Exec(ctx, `CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN RAISE EXCEPTION 'test: due times refused'; END $$;
+		CREATE TRIGGER refuse BEFORE UPDATE OF next_due_at ON rotator_secrets FOR EACH ROW EXECUTE FUNCTION refuse()`)
+	require.NoError(t, err)
+	require.ErrorContains(t, gen("database").Sync(ctx, db, time.Now()), "test: due times refused")
+	s, err := db.Secret(ctx, "tok/a")
+	require.NoError(t, err)
+	require.Equal(t, "database", s.Class, "the rows were written before the due times")
+	_, err = db.Pool().Exec(ctx, `DROP TRIGGER refuse ON rotator_secrets`)
+	require.NoError(t, err)
+
+	require.NoError(t, gen("admin_token").Sync(ctx, db, time.Now()))
+	s, err = db.Secret(ctx, "tok/a")
+	require.NoError(t, err)
+	require.Equal(t, "admin_token", s.Class, "the sync of the earlier policies was not skipped")
+}

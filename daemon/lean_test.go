@@ -65,6 +65,11 @@ type leanOpts struct {
 	failRebuild bool
 	tick        string
 	onDrain     func()
+	// loadGate holds the loads of a changed file (not the first load,
+	// nor a build of the policies in force again) until it is closed;
+	// loading is told when one is held.
+	loadGate chan struct{}
+	loading  chan struct{}
 }
 
 func newLeanWorld(t *testing.T, o leanOpts) *leanWorld {
@@ -92,6 +97,13 @@ func newLeanWorld(t *testing.T, o leanOpts) *leanWorld {
 	require.NoError(t, err)
 	load := func(req daemon.LoadRequest) (*daemon.Generation, error) {
 		f := req.File
+		w.mu.Lock()
+		first := len(w.builders) == 0
+		w.mu.Unlock()
+		if f == nil && !first && o.loadGate != nil {
+			o.loading <- struct{}{}
+			<-o.loadGate
+		}
 		if f == nil {
 			var err error
 			if f, err = policy.LoadReusing(w.path, req.Prev); err != nil {

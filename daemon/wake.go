@@ -49,6 +49,14 @@ func (w *waker) fire() {
 	}
 }
 
+// now asks for a wake-up tick at once, leaving the timer as it is.
+func (w *waker) now() {
+	select {
+	case w.c <- struct{}{}:
+	default:
+	}
+}
+
 func (w *waker) stop() {
 	w.mu.Lock()
 	defer w.mu.Unlock()

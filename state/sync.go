@@ -26,6 +26,19 @@ func (db *DB) ScheduleSync(ctx context.Context) (SyncMark, error) {
 	return m, nil
 }
 
+// ClearScheduleSync takes the last sync's key back before a sync writes:
+// should that sync stop half-way (an error, a shutdown, a crash), no
+// later sync of the policies the key names is skipped over rows it partly
+// rewrote. gen is kept, so the sync records its key after it as
+// RecordScheduleSync says; the key is cleared whoever recorded it
+// (clearing only ever makes a sync run).
+func (db *DB) ClearScheduleSync(ctx context.Context) error {
+	if _, err := db.pool.Exec(ctx, `UPDATE rotator_schedule_sync SET sync_key = '' WHERE sync_key <> ''`); err != nil {
+		return fmt.Errorf("clear the schedule sync mark: %w", err)
+	}
+	return nil
+}
+
 // RecordScheduleSync records that the due times were synced with key,
 // after a sync that began by reading prev. It records nothing when
 // another sync has recorded since (prev is stale): that process's file

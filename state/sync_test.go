@@ -41,4 +41,17 @@ func TestScheduleSyncMark(t *testing.T) {
 	m, err = db.ScheduleSync(ctx)
 	require.NoError(t, err)
 	require.Equal(t, state.SyncMark{Key: "b", Gen: 2}, m)
+
+	// A sync about to write clears the key, not the generation: it
+	// records after it as any sync does.
+	require.NoError(t, db.ClearScheduleSync(ctx))
+	m, err = db.ScheduleSync(ctx)
+	require.NoError(t, err)
+	require.Equal(t, state.SyncMark{Key: "", Gen: 2}, m)
+	ok, err = db.RecordScheduleSync(ctx, m, "c")
+	require.NoError(t, err)
+	require.True(t, ok)
+	m, err = db.ScheduleSync(ctx)
+	require.NoError(t, err)
+	require.Equal(t, state.SyncMark{Key: "c", Gen: 3}, m)
 }
