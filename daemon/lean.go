@@ -74,8 +74,9 @@ import (
 //     flight, which keep their targets;
 //   - loading the new file: Run stops waiting for the load (Daemon.load;
 //     it only reads and builds, and what it returns later is closed);
-//   - syncing the due times: the statement in progress is cancelled and
-//     rolled back. Each statement of the sync is atomic and idempotent
+//   - syncing the due times: the daemon stops waiting for the statement in
+//     progress and asks Postgres to cancel it (a cancel is asynchronous:
+//     the statement may still finish). Each statement of the sync is atomic and idempotent
 //     (an upsert of the secrets' rows, an update of due times computed
 //     from the rows' history); the sync clears its mark's key before its
 //     first write and records it only at its end, so a stopped sync

@@ -174,9 +174,11 @@ func TestSIGTERMStopsALeanReloadsLoad(t *testing.T) {
 }
 
 // A SIGTERM while a lean reload syncs the new file's due times (here, its
-// write waits for a lock on the secrets) stops the sync: the statement is
-// cancelled and rolled back, the sync is not marked as done, and the
-// daemon stops at once. The next start's sync does it all.
+// write waits for a lock on the secrets) stops the sync: the daemon stops
+// at once and the sync is not marked as done, so the next start's sync
+// does it all. (The statement's cancel is asynchronous: once the lock is
+// released the write may or may not have landed; both are fine, every
+// write of a sync being idempotent.)
 func TestSIGTERMStopsALeanReloadsSync(t *testing.T) {
 	w := newLeanWorld(t, leanOpts{n: 4, rotated: true})
 	ctx := context.Background()
@@ -206,8 +208,6 @@ func TestSIGTERMStopsALeanReloadsSync(t *testing.T) {
 	require.Contains(t, w.log.String(), `"while":"syncing the new policies' due times","policies_in_force":"none: the old ones were dropped`)
 	require.NoError(t, tx.Rollback(ctx))
 
-	_, err = w.db.Secret(ctx, "tok/t004")
-	require.ErrorIs(t, err, state.ErrNotFound, "the stopped write was rolled back")
 	after, err := w.db.ScheduleSync(ctx)
 	require.NoError(t, err)
 	require.Equal(t, before.Gen, after.Gen, "the stopped sync is not marked as done")
