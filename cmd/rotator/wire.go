@@ -141,7 +141,7 @@ func validateFactories(f *policy.File) error {
 
 // wiring builds the targets of one policies file (daemon.Builder). What
 // secrets share is built once and closed by Close: the stores, and one
-// admin pool per Postgres server. A target's rotator is built at each
+// admin pool per Postgres, MariaDB and Redis server. A target's rotator is built at each
 // Target and closed by the release it returns (or by Close, if never
 // released): the daemon builds a target for a check or a tick and frees
 // it after, so it holds no rotator per secret.
@@ -159,8 +159,11 @@ type wiring struct {
 	// owned are the closers of built rotators not released yet, by serial.
 	owned  map[uint64]func()
 	serial uint64
-	// pgPools shares one admin pool per Postgres server among secrets.
-	pgPools *postgres.Pools
+	// pgPools, myPools and redisPools share one admin pool per server
+	// (per admin DSN or URL) among secrets.
+	pgPools    *postgres.Pools
+	myPools    *mysql.Pools
+	redisPools *redis.Pools
 	// awsCreds is the credentials provider of the first AWS client built
 	// (an awsiam rotator or an awssm store), for awsRedact.
 	awsCreds aws.CredentialsProvider

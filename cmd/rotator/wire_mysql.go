@@ -10,13 +10,18 @@ import (
 	"github.com/rotator/rotator/rotators/mysql"
 )
 
-// mysql builds the mysql rotator of s; the caller closes it.
+// mysql builds the mysql rotator of s on the wiring's shared admin pools
+// (w.mu held, or the wiring used by one goroutine); the caller closes it.
 func (w *wiring) mysql(s *policy.SecretSpec) (*mysql.Rotator, error) {
 	dsn, err := s.Rotator.MySQL.AdminDSN.Resolve()
 	if err != nil {
 		return nil, fmt.Errorf("secret %s: admin_dsn: %w", s.ID, err)
 	}
-	r, err := mysql.New(s.Rotator.MySQL, dsn, mysql.WithLogger(w.logger))
+	if w.myPools == nil {
+		w.myPools = mysql.NewPools()
+		w.closers = append(w.closers, w.myPools.Close)
+	}
+	r, err := mysql.New(s.Rotator.MySQL, dsn, mysql.WithLogger(w.logger), mysql.WithPools(w.myPools))
 	if err != nil {
 		return nil, fmt.Errorf("secret %s: %w", s.ID, err)
 	}

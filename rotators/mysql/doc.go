@@ -10,10 +10,32 @@
 //
 // The first use of the admin pool (Init, or any step) sends
 // SELECT VERSION(), @@version_comment before anything else, once per
-// pool. A server that is not MariaDB, or a MariaDB older than 10.4.2, is
+// pool (a shared pool: once for all its secrets). A server that is not MariaDB, or a MariaDB older than 10.4.2, is
 // refused with a permanent error that names it by address (never the
 // DSN), says what it reported and what is supported; a check that fails
 // otherwise (the server is down) runs again on the next use.
+//
+// # Shared admin pools
+//
+// A Rotator built with WithPools takes its admin *sql.DB from Pools, one
+// per admin DSN (keyed by the DSN's SHA-256, never the DSN), at most
+// SharedMaxConns connections, shared by every secret of the server and
+// kept across the rotators the daemon builds per check and per tick; the
+// server check runs once per pool. Without WithPools a rotator has a
+// pool of its own (3 connections), closed by Close. Login tests of a
+// credential never use the pool: each is a fresh connection as that
+// user, which is what proves the login.
+//
+// A pooled session serves the next caller as it is (the driver does not
+// reset it), so the rotator leaves no session state on an admin
+// connection: it sets no session variable, user variable, role or
+// temporary table; its only session state is the fence's named lock
+// (GET_LOCK, below), taken on a dedicated *sql.Conn for the duration of
+// one fenced action and released on it. The connection returns to the
+// pool only when RELEASE_LOCK answers 1; an error, NULL or 0 (or a
+// GET_LOCK whose answer was lost) closes the session instead, and the
+// server frees its locks with it. Transactions are committed or rolled
+// back on that same connection before it goes back.
 //
 // # Blue/green users
 //
@@ -76,7 +98,8 @@
 //     permanent, nothing changed) when its token is above ours; else
 //     UPDATE it to our token, run id and action; COMMIT;
 //  3. ALTER USER, on the same session, still under the lock;
-//  4. RELEASE_LOCK.
+//  4. RELEASE_LOCK; the session goes back to the pool only when the
+//     server confirms it, else it is closed (see Shared admin pools).
 //
 // A newer holder cannot act between 2 and 3 (it waits at 1, then finds
 // our token or a newer one); a late statement of a process that lost its

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
+	sqldriver "database/sql/driver"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -24,7 +25,8 @@ import (
 
 // Rotator rotates the password of a MariaDB user in blue/green mode (see
 // the package documentation). It is safe for concurrent use; Close
-// releases its admin connections.
+// releases its admin connections (those of its own pool; shared pools
+// stay open, see WithPools).
 type Rotator struct {
 	role       string
 	host       string
@@ -40,14 +42,16 @@ type Rotator struct {
 	adminCfg *driver.Config
 	loginCfg *driver.Config
 
+	// poolKey names the admin DSN in shared pools (its SHA-256).
+	poolKey [32]byte
+
 	rnd    io.Reader
 	logger *slog.Logger
+	pools  *Pools // shared admin pools (WithPools); nil: a pool of its own
 
-	mu       sync.Mutex
-	db       *sql.DB
-	closed   bool
-	checked  bool          // the server behind db passed checkServer
-	checking chan struct{} // closed when the running check ends
+	mu     sync.Mutex
+	pool   *adminPool // the admin pool, from pools or its own, on first use
+	closed bool
 }
 
 var _ rotation.Rotator = (*Rotator)(nil)
@@ -147,6 +151,7 @@ func New(spec *policy.MySQLSpec, adminDSN secret.Value, opts ...Option) (*Rotato
 		adminUser:  cfg.User,
 		adminPass:  cfg.Passwd,
 		adminCfg:   cfg,
+		poolKey:    dsnKey(adminDSN.Reveal()),
 		loginCfg:   login,
 		rnd:        rand.Reader,
 		logger:     slog.Default(),
@@ -164,73 +169,63 @@ func New(spec *policy.MySQLSpec, adminDSN secret.Value, opts ...Option) (*Rotato
 	return r, nil
 }
 
-// Close releases the admin connections.
+// Close releases the admin connections: its own pool's, or, on shared
+// pools (WithPools), none (Pools.Close closes those). The rotator refuses
+// calls after Close.
 func (r *Rotator) Close() {
 	r.mu.Lock()
-	db := r.db
-	r.db, r.closed = nil, true
+	a := r.pool
+	r.pool, r.closed = nil, true
 	r.mu.Unlock()
-	if db != nil {
-		_ = db.Close()
+	if a != nil && r.pools == nil {
+		a.close()
 	}
 }
 
-// admin returns the admin connection pool, created on first use. The
-// first call that gets it asks the server what it is (checkServer), once
+// admin returns the admin connection pool: the shared one of the admin
+// DSN (WithPools), else one of its own, created on first use. The first
+// call that gets a pool asks the server what it is (checkServer), once
 // per pool: a server that is not a supported MariaDB is refused there,
 // before any other statement, with a permanent error. A check that fails
 // for another reason (the server is down) runs again on the next call.
-// Concurrent first calls wait for one check; r.mu is not held across it.
+// Concurrent first calls wait for one check; no lock is held across it.
 func (r *Rotator) admin(ctx context.Context) (*sql.DB, error) {
-	for {
-		r.mu.Lock()
-		if r.closed {
-			r.mu.Unlock()
-			return nil, rotation.Permanent(errClosed)
-		}
-		if r.db == nil {
-			c, err := driver.NewConnector(r.adminCfg)
-			if err != nil {
-				r.mu.Unlock()
-				return nil, rotation.Permanent(fmt.Errorf("mysql: %s: %w", r.adminRef, r.scrub(err)))
-			}
-			r.db = sql.OpenDB(c)
-			r.db.SetMaxOpenConns(3)
-			r.db.SetConnMaxIdleTime(time.Minute)
-		}
-		db, checked, wait := r.db, r.checked, r.checking
-		if checked {
-			r.mu.Unlock()
-			return db, nil
-		}
-		if wait != nil {
-			r.mu.Unlock()
-			select {
-			case <-wait:
-				continue
-			case <-ctx.Done():
-				return nil, fmt.Errorf("mysql: waiting for another call's check of the server at %s: %w", r.adminAddr, ctx.Err())
-			}
-		}
-		wait = make(chan struct{})
-		r.checking = wait
+	r.mu.Lock()
+	if r.closed {
 		r.mu.Unlock()
-
-		err := r.checkServer(ctx, db)
-		r.mu.Lock()
-		r.checking, r.checked = nil, err == nil
-		closed := r.closed
-		r.mu.Unlock()
-		close(wait)
-		if closed {
-			// Close came during the check: the pool is closed.
-			return nil, rotation.Permanent(errClosed)
+		return nil, rotation.Permanent(errClosed)
+	}
+	if r.pool == nil {
+		var (
+			a   *adminPool
+			err error
+		)
+		if r.pools != nil {
+			a, err = r.pools.get(r.poolKey, r.adminCfg)
+		} else {
+			a, err = newAdminPool(r.adminCfg, ownMaxConns)
 		}
 		if err != nil {
-			return nil, err
+			r.mu.Unlock()
+			return nil, rotation.Permanent(fmt.Errorf("mysql: %s: %w", r.adminRef, r.scrub(err)))
 		}
-		return db, nil
+		r.pool = a
 	}
+	a := r.pool
+	r.mu.Unlock()
+
+	err := a.ready(ctx, r.adminAddr, r.checkServer)
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		// Close came during the check: the rotator is closed.
+		return nil, rotation.Permanent(errClosed)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return a.db, nil
 }
 
 // MariaDB error numbers rotator tells apart.
@@ -468,10 +463,17 @@ func (r *Rotator) forget(ctx context.Context, id int64, what string) error {
 	if err != nil {
 		return err
 	}
+	// A wait whose context ends says what it waited for.
+	ended := func() error {
+		return fmt.Errorf("wait for %s (connection %d) to leave information_schema.PROCESSLIST at %s: %w", what, id, r.adminAddr, ctx.Err())
+	}
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		var n int
 		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?`, id).Scan(&n); err != nil {
+			if ctx.Err() != nil {
+				return ended()
+			}
 			return r.sqlError("look up "+what, err)
 		}
 		if n == 0 {
@@ -499,7 +501,7 @@ func (r *Rotator) forget(ctx context.Context, id int64, what string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return ended()
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
@@ -771,14 +773,15 @@ func (r *Rotator) fenced(ctx context.Context, db *sql.DB, f rotation.Fence, acti
 	defer conn.Close()
 	var got sql.NullInt64
 	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, ?)", r.fenceLock(), fenceLockWaitSecs).Scan(&got); err != nil {
+		// The lock may have been granted with the answer lost: the
+		// session goes, and the lock with it.
+		discard(conn)
 		return fmt.Errorf("take the fence lock %s: %w", r.fenceLock(), err)
 	}
 	if !got.Valid || got.Int64 != 1 {
 		return fmt.Errorf("take the fence lock %s: another action on %s holds it since more than %ds", r.fenceLock(), r.fenceKey(), fenceLockWaitSecs)
 	}
-	defer func() {
-		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "DO RELEASE_LOCK(?)", r.fenceLock())
-	}()
+	defer releaseLock(context.WithoutCancel(ctx), conn, r.fenceLock())
 	if _, err := conn.ExecContext(ctx, r.createFenceTable()); err != nil {
 		return fmt.Errorf("create the fence table %s: %w", r.fenceTable(), err)
 	}
@@ -815,6 +818,24 @@ func (r *Rotator) fenced(ctx context.Context, db *sql.DB, f rotation.Fence, acti
 	}
 	_, err = conn.ExecContext(ctx, stmt)
 	return err
+}
+
+// releaseLock releases the named lock that conn's session holds. The
+// connection goes back to the pool, to serve other secrets, only when
+// the server confirms the release (RELEASE_LOCK returns 1); otherwise
+// (an error, NULL or 0) it is closed, and the server drops the session's
+// locks with it: a pooled connection never carries a lock to the next
+// caller.
+func releaseLock(ctx context.Context, conn *sql.Conn, name string) {
+	var n sql.NullInt64
+	if err := conn.QueryRowContext(ctx, "SELECT RELEASE_LOCK(?)", name).Scan(&n); err != nil || !n.Valid || n.Int64 != 1 {
+		discard(conn)
+	}
+}
+
+// discard closes conn's session instead of returning it to the pool.
+func discard(conn *sql.Conn) {
+	_ = conn.Raw(func(any) error { return sqldriver.ErrBadConn })
 }
 
 // scrubbed is an error whose message has secrets replaced; it still

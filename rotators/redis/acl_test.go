@@ -19,30 +19,7 @@ import (
 func TestLeastPrivilegeACL(t *testing.T) {
 	su := superuser(t)
 	ctx := context.Background()
-	b, err := os.ReadFile("../../deploy/redis/rotator.acl")
-	require.NoError(t, err)
-	var rules []string
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "user ") {
-			f := strings.Fields(line)
-			require.Equal(t, "rotator", f[1])
-			rules = f[2:]
-		}
-	}
-	require.NotEmpty(t, rules, "no user line in rotator.acl")
-	name := "rt_rotator_" + randHex(t, 4)
-	pw := "rotator-" + randHex(t, 12)
-	for i, x := range rules {
-		if x == "#<sha256-of-password>" {
-			rules[i] = "#" + sha(pw)
-		}
-	}
-	args := []interface{}{"ACL", "SETUSER", name}
-	for _, x := range rules {
-		args = append(args, x)
-	}
-	require.NoError(t, su.Do(ctx, args...).Err())
-	t.Cleanup(func() { _ = su.Do(context.Background(), "ACL", "DELUSER", name).Err() })
+	name, pw := leastPrivilegeAdmin(t, su)
 
 	user, initPW := newUser(t, su)
 	r := newRotator(t, user, "redis://"+name+":"+pw+"@"+redisAddr+"/0")
@@ -81,4 +58,37 @@ func TestLeastPrivilegeACL(t *testing.T) {
 		require.True(t, strings.HasPrefix(err.Error(), "NOPERM"), "%v: %v", cmd, err)
 	}
 	require.NoError(t, c.HGet(ctx, redis.FenceKeyPrefix+user, "token").Err())
+}
+
+// leastPrivilegeAdmin creates a user with the rules of
+// deploy/redis/rotator.acl and a password of its own (returned), deleted
+// at cleanup.
+func leastPrivilegeAdmin(t *testing.T, su *goredis.Client) (string, string) {
+	t.Helper()
+	ctx := context.Background()
+	b, err := os.ReadFile("../../deploy/redis/rotator.acl")
+	require.NoError(t, err)
+	var rules []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "user ") {
+			f := strings.Fields(line)
+			require.Equal(t, "rotator", f[1])
+			rules = f[2:]
+		}
+	}
+	require.NotEmpty(t, rules, "no user line in rotator.acl")
+	name := "rt_rotator_" + randHex(t, 4)
+	pw := "rotator-" + randHex(t, 12)
+	for i, x := range rules {
+		if x == "#<sha256-of-password>" {
+			rules[i] = "#" + sha(pw)
+		}
+	}
+	args := []interface{}{"ACL", "SETUSER", name}
+	for _, x := range rules {
+		args = append(args, x)
+	}
+	require.NoError(t, su.Do(ctx, args...).Err())
+	t.Cleanup(func() { _ = su.Do(context.Background(), "ACL", "DELUSER", name).Err() })
+	return name, pw
 }

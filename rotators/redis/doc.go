@@ -29,6 +29,22 @@
 //	          key id (generate failed before naming it), the password
 //	          the marker records as this run's pending one, if any.
 //
+// # Shared admin clients
+//
+// A Rotator built with WithPools takes its admin client from Pools, one
+// per admin URL (address, credentials, database, TLS; keyed by the URL's
+// SHA-256, never the URL), whose pool holds at most SharedPoolSize
+// connections (pool_size in the URL sets another), shared by every user
+// of the server. Its Close leaves the client open; Pools.Close closes
+// it. The admin connections keep no per-secret state: the client
+// authenticates each connection once with the URL's credentials, and the
+// rotator sends no AUTH, SELECT, CLIENT SETNAME or other session command
+// after that; the fence's WATCH holds one connection for its transaction
+// and is ended by EXEC or UNWATCH before the connection goes back
+// (go-redis Client.Watch). Login tests (test, generate, restore) are a
+// new client and connection each, as the credential's user. A rotator
+// given WithHook (tests) keeps a client of its own.
+//
 // # The fence
 //
 // Every ACL SETUSER runs in MULTI/EXEC under WATCH on the user's marker

@@ -49,6 +49,8 @@ type Rotator struct {
 	rnd      io.Reader
 	logger   *slog.Logger
 	hooks    []goredis.Hook
+	pools    *Pools // shared admin clients (WithPools); nil: a client of its own
+	shared   bool   // admin is a shared client, which Close leaves open
 }
 
 // Option configures a Rotator.
@@ -126,6 +128,14 @@ func New(spec *policy.RedisSpec, adminURL secret.Value, opts ...Option) (*Rotato
 	for _, f := range opts {
 		f(r)
 	}
+	if r.pools != nil && len(r.hooks) == 0 {
+		c, err := r.pools.get(urlKey(adminURL.Reveal()), o)
+		if err != nil {
+			return nil, fmt.Errorf("redis user %q at %s: %w", r.user, o.Addr, err)
+		}
+		r.admin, r.shared = c, true
+		return r, nil
+	}
 	r.admin = goredis.NewClient(o)
 	for _, h := range r.hooks {
 		r.admin.AddHook(h)
@@ -133,8 +143,13 @@ func New(spec *policy.RedisSpec, adminURL secret.Value, opts ...Option) (*Rotato
 	return r, nil
 }
 
-// Close closes the admin connections.
-func (r *Rotator) Close() { _ = r.admin.Close() }
+// Close closes the admin connections of a client of its own; a shared
+// client (WithPools) stays open for the other secrets.
+func (r *Rotator) Close() {
+	if !r.shared {
+		_ = r.admin.Close()
+	}
+}
 
 // Addr is the server's address (never the admin URL, which holds a password).
 func (r *Rotator) Addr() string { return r.opts.Addr }
