@@ -315,7 +315,7 @@ func newMatrixWorld(t *testing.T, mode string, layout []string, srv *matrixServe
 	}
 	e.engine.Sleep = nil                     // real sleeps: compensation waits out the delay check
 	e.engine.ActionTimeout = 5 * time.Second // a timeout fault costs this per try; logins under load need it
-	e.target.Checks = []rotation.Check{rotation.Delay{D: 300 * time.Millisecond}}
+	e.target.Checks = []rotation.Check{rotation.Delay{D: matrixDelay}}
 	if k, ok := w.kind.(*keyringMatrixKind); ok {
 		k.attach(w) // its clients' http check instead
 	}
@@ -439,6 +439,10 @@ func (w *matrixWorld) check(what string, settled bool) {
 
 // clients log in every 50ms with what the first healthy store publishes;
 // they return the failures.
+// matrixDelay is the verify step's delay check in the matrix: the time
+// the policy gives a client between reading the store and logging in.
+const matrixDelay = 300 * time.Millisecond
+
 func (w *matrixWorld) clients() (stop func() []string) {
 	if k, ok := w.kind.(*keyringMatrixKind); ok {
 		return k.startClients(w)
@@ -452,6 +456,7 @@ func (w *matrixWorld) clients() (stop func() []string) {
 		defer close(done)
 		for ctx.Err() == nil {
 			for i, st := range w.stores {
+				read := time.Now()
 				v, err := st.direct.Read(ctx, rotation.ReadRequest{Path: st.path, Which: rotation.Current})
 				if err != nil {
 					continue
@@ -459,10 +464,30 @@ func (w *matrixWorld) clients() (stop func() []string) {
 				if err := w.works(v.Credential); err != nil && ctx.Err() == nil {
 					// A client that read just before a retire may lose
 					// the race only if verify did not cover it: the delay
-					// check does.
-					mu.Lock()
-					failures = append(failures, fmt.Sprintf("s%d v%d %s: %v", i, v.Number, v.Credential.Username, err))
-					mu.Unlock()
+					// check does, for a client that logs in within the
+					// delay of its read. One slower than that (a machine
+					// overloaded: once in make test with three other
+					// suites beside it) whose store has moved on since
+					// its read is outside what the policy promises, and
+					// is logged, not counted. A store that still serves
+					// what failed is asked again: a credential that does
+					// not work is counted however slow the client.
+					took := time.Since(read)
+					slow := took > matrixDelay
+					if slow {
+						again, rerr := st.direct.Read(ctx, rotation.ReadRequest{Path: st.path, Which: rotation.Current})
+						if rerr == nil && again.Number == v.Number && w.works(again.Credential) != nil && ctx.Err() == nil {
+							slow = false
+						}
+					}
+					if slow {
+						w.t.Logf("a client slower than the delay check (%s from its read to the refusal; the store has moved on): s%d v%d %s: %v",
+							took.Round(time.Millisecond), i, v.Number, v.Credential.Username, err)
+					} else {
+						mu.Lock()
+						failures = append(failures, fmt.Sprintf("s%d v%d %s: %v (%s after its read)", i, v.Number, v.Credential.Username, err, took.Round(time.Millisecond)))
+						mu.Unlock()
+					}
 				}
 				n.Add(1)
 			}
