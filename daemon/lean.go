@@ -243,7 +243,7 @@ func (d *Daemon) dropGeneration(ctx context.Context) error {
 	if d.onDrain != nil {
 		d.onDrain()
 	}
-	if err := waitGroup(ctx, &old.users); err != nil {
+	if err := old.users.waitCtx(ctx); err != nil {
 		d.gen.Store(old)
 		return err
 	}
