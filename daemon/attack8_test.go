@@ -1,10 +1,18 @@
 package daemon_test
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/rotator/rotator/daemon"
+	"github.com/rotator/rotator/internal/pgtest"
+	"github.com/rotator/rotator/policy"
+	"github.com/rotator/rotator/state"
 )
 
 // Fault campaign on the lean reload's ticks and SIGTERM (docs/decisions.md,
@@ -48,4 +56,58 @@ func TestGenerationPutBackBySIGTERMTakesNewUsers(t *testing.T) {
 	done2()
 	require.NoError(t, w.err)
 	require.Contains(t, w.log.String(), `"msg":"daemon stopped"`)
+}
+
+// Two syncs of different policies at once on one state database (a
+// daemon's reload of a new file, and a CronJob's `run --due` still on the
+// old one). Each clears the mark's key before it writes; the one that
+// records first cannot know that the other still writes. Here the old
+// file's sync runs whole, and records its key, while the new file's sync
+// is between its batches; the new file's sync then writes its last batch
+// and finds the mark recorded since it read it. Its writes overlap the
+// other's rows: it must take that key back, or the next sync of the old
+// file is skipped over rows it did not write. (The new file's sync is
+// played by its statements, as Generation.Sync issues them.)
+func TestConcurrentSyncsDoNotLeaveAMarkOverRowsTheOtherWrote(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "policies.yaml")
+	gen := func(class string) *daemon.Generation {
+		t.Helper()
+		require.NoError(t, os.WriteFile(path, []byte(`stores: [{name: local, files: {dir: s}}]
+secrets:
+  - {id: tok/a, class: `+class+`, rotator: {token: {}}, publish: [{store: local, path: a}]}
+`), 0o600))
+		f, err := policy.Load(path)
+		require.NoError(t, err)
+		g, err := daemon.NewGeneration(f, nil)
+		require.NoError(t, err)
+		return g
+	}
+	db, err := state.Open(ctx, pgtest.NewDatabase(t))
+	require.NoError(t, err)
+	defer db.Close()
+	_, err = db.Migrate(ctx)
+	require.NoError(t, err)
+	require.NoError(t, gen("admin_token").Sync(ctx, db, time.Now()))
+
+	// The new file's sync begins: it reads the mark and clears its key.
+	newer := gen("database")
+	mark, err := db.ScheduleSync(ctx)
+	require.NoError(t, err)
+	require.NoError(t, db.ClearScheduleSync(ctx))
+	// Meanwhile the old file's sync runs whole and records its key.
+	require.NoError(t, gen("admin_token").Sync(ctx, db, time.Now()))
+	// The new file's sync writes its last batch, then records: refused.
+	require.NoError(t, db.SyncSecrets(ctx, []state.SecretDef{{ID: "tok/a", Class: "database"}}))
+	err = daemon.RecordSyncMark(ctx, db, mark, daemon.SyncKey(newer.File.Hash))
+	require.NoError(t, err)
+
+	m, err := db.ScheduleSync(ctx)
+	require.NoError(t, err)
+	require.NotEqual(t, daemon.SyncKey(gen("admin_token").File.Hash), m.Key, "the mark vouches for rows the other sync rewrote")
+	require.NoError(t, gen("admin_token").Sync(ctx, db, time.Now()))
+	s, err := db.Secret(ctx, "tok/a")
+	require.NoError(t, err)
+	require.Equal(t, "admin_token", s.Class, "the next sync of the old file was skipped")
 }
