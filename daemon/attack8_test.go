@@ -111,3 +111,41 @@ secrets:
 	require.NoError(t, err)
 	require.Equal(t, "admin_token", s.Class, "the next sync of the old file was skipped")
 }
+
+// Two syncs of the same policies at once (a daemon's reload and a
+// CronJob's `run --due` of the same new file; or two overlapping
+// CronJob runs): the one whose record is refused leaves the other's key,
+// which names its own policies: both wrote the same due times, and the
+// next sync is skipped (a CronJob whose syncs overlap does not sync whole
+// at every run).
+func TestConcurrentSyncsOfTheSamePoliciesKeepTheMark(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "policies.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(`stores: [{name: local, files: {dir: s}}]
+secrets:
+  - {id: tok/a, class: admin_token, rotator: {token: {}}, publish: [{store: local, path: a}]}
+`), 0o600))
+	f, err := policy.Load(path)
+	require.NoError(t, err)
+	g, err := daemon.NewGeneration(f, nil)
+	require.NoError(t, err)
+	db, err := state.Open(ctx, pgtest.NewDatabase(t))
+	require.NoError(t, err)
+	defer db.Close()
+	_, err = db.Migrate(ctx)
+	require.NoError(t, err)
+
+	// One sync begins (reads the mark, clears its key); another runs
+	// whole and records; the first writes its last batch and records.
+	mark, err := db.ScheduleSync(ctx)
+	require.NoError(t, err)
+	require.NoError(t, db.ClearScheduleSync(ctx))
+	require.NoError(t, g.Sync(ctx, db, time.Now()))
+	require.NoError(t, db.SyncSecrets(ctx, []state.SecretDef{{ID: "tok/a", Class: "admin_token"}}))
+	require.NoError(t, daemon.RecordSyncMark(ctx, db, mark, daemon.SyncKey(f.Hash)))
+
+	m, err := db.ScheduleSync(ctx)
+	require.NoError(t, err)
+	require.Equal(t, daemon.SyncKey(f.Hash), m.Key, "the key of the same policies was taken back")
+}

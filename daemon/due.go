@@ -174,17 +174,19 @@ func (g *Generation) Sync(ctx context.Context, db *state.DB, now time.Time) erro
 }
 
 // recordSync records key after a sync that began by reading mark. When
-// another sync has recorded since (another process, maybe with another
-// file), the two ran at once: this one's writes may have come after the
-// other's and overwritten rows its key vouches for, so the key is taken
-// back and the next sync of either file is done whole. (Clearing only
-// ever makes a sync run; a run with nothing changed clears nothing.)
+// another sync has recorded since (another process), the two ran at once:
+// this one's writes may have come after the other's, so a key of other
+// policies, which its rows no longer all follow, is taken back and the
+// next sync of either file is done whole. A key of the same policies is
+// left: both wrote the same due times (and a CronJob whose syncs overlap
+// does not sync whole at every run). Clearing only ever makes a sync
+// run; a run with nothing changed clears nothing.
 func recordSync(ctx context.Context, db *state.DB, mark state.SyncMark, key string) error {
 	ok, err := db.RecordScheduleSync(ctx, mark, key)
 	if err != nil || ok {
 		return err
 	}
-	return db.ClearScheduleSync(ctx)
+	return db.ClearOtherScheduleSync(ctx, key)
 }
 
 // SyncKey is what a schedule sync of the policies with content hash
