@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -148,4 +149,54 @@ secrets:
 	m, err := db.ScheduleSync(ctx)
 	require.NoError(t, err)
 	require.Equal(t, daemon.SyncKey(f.Hash), m.Key, "the key of the same policies was taken back")
+}
+
+// A reload whose sync fails half-way (here the state database refuses
+// its mark, after its rows took the new class and due times) leaves the
+// old policies in force; the rows it rewrote must follow them again at
+// once: the daemon syncs only at a reload, and a secret left due at the
+// refused file's later time (90 days, not 30) would rotate two months
+// late. Both an ordinary reload (one secret changed) and a lean one
+// (every line).
+func TestRefusedSyncLeavesTheRowsOfThePoliciesInForce(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		text func(string) string
+	}{
+		{"ordinary", func(p string) string {
+			return strings.Replace(p, "{id: tok/t000, class: admin_token", "{id: tok/t000, class: database", 1)
+		}},
+		{"lean", func(p string) string {
+			return "# every line moves\n" + strings.ReplaceAll(p, "class: admin_token", "class: database")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newLeanWorld(t, leanOpts{n: 4, rotated: true})
+			ctx := context.Background()
+			due := func() time.Time {
+				s, err := w.db.Secret(ctx, "tok/t000")
+				require.NoError(t, err)
+				require.NotNil(t, s.NextDueAt)
+				return *s.NextDueAt
+			}
+			before := due()
+			_, err := w.db.Pool().Exec(ctx, `CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN RAISE EXCEPTION 'test: sync mark refused'; END $$;
+				CREATE TRIGGER refuse BEFORE UPDATE ON rotator_schedule_sync FOR EACH ROW WHEN (NEW.sync_key <> '') EXECUTE FUNCTION refuse()`)
+			require.NoError(t, err)
+			w.write(t, tc.text(tokenPolicies(4, "")))
+			w.waitLog(t, msgRefused, 1)
+			require.Contains(t, w.log.String(), "test: sync mark refused")
+			if tc.name == "lean" {
+				require.Contains(t, w.log.String(), msgLean)
+			} else {
+				require.NotContains(t, w.log.String(), msgLean)
+			}
+
+			require.True(t, before.Equal(due()), "due %s, not %s as the policies in force say", due(), before)
+			s, err := w.db.Secret(ctx, "tok/t000")
+			require.NoError(t, err)
+			require.Equal(t, "admin_token", s.Class, "the row keeps the refused file's class")
+		})
+	}
 }
