@@ -200,3 +200,32 @@ func TestRefusedSyncLeavesTheRowsOfThePoliciesInForce(t *testing.T) {
 		})
 	}
 }
+
+// In the steady state (a CronJob's `run --due` every minute, the policies
+// unchanged) a sync writes nothing: not the mark (its key is cleared
+// only by a sync that writes), not a row.
+func TestSteadySyncWritesNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "policies.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(tokenPolicies(3, "")), 0o600))
+	f, err := policy.Load(path)
+	require.NoError(t, err)
+	g, err := daemon.NewGeneration(f, nil)
+	require.NoError(t, err)
+	db, err := state.Open(ctx, pgtest.NewDatabase(t))
+	require.NoError(t, err)
+	defer db.Close()
+	_, err = db.Migrate(ctx)
+	require.NoError(t, err)
+	require.NoError(t, g.Sync(ctx, db, time.Now()))
+	versions := func() string {
+		var v string
+		require.NoError(t, db.Pool().QueryRow(ctx, `SELECT (SELECT xmin::text FROM rotator_schedule_sync) || ' ' ||
+			(SELECT string_agg(id || ':' || xmin::text, ',' ORDER BY id) FROM rotator_secrets)`).Scan(&v))
+		return v
+	}
+	before := versions()
+	require.NoError(t, g.Sync(ctx, db, time.Now().Add(time.Minute)))
+	require.Equal(t, before, versions(), "a sync of unchanged policies wrote")
+}
