@@ -456,11 +456,12 @@ func (h *gcHold) release() {
 func (d *Daemon) reload(ctx context.Context) error {
 	reloadGC.acquire()
 	var prev *policy.File
-	if old := d.gen.Load(); old != nil {
-		if src, ok := d.leanSource(old.File); ok {
+	inForce := d.gen.Load()
+	if inForce != nil {
+		if src, ok := d.leanSource(inForce.File); ok {
 			return d.reloadLean(ctx, src)
 		}
-		prev = old.File
+		prev = inForce.File
 	}
 	debug.FreeOSMemory()
 	g, err := d.load(ctx, LoadRequest{Prev: prev})
@@ -470,6 +471,9 @@ func (d *Daemon) reload(ctx context.Context) error {
 	}
 	if err := g.Sync(ctx, d.cfg.DB, time.Now()); err != nil {
 		g.Close()
+		if inForce != nil {
+			d.syncAgain(ctx, inForce)
+		}
 		reloadGC.release()
 		return ifStopped(ctx, "syncing the due times", true, err)
 	}
@@ -503,6 +507,23 @@ func (d *Daemon) reload(ctx context.Context) error {
 	}
 	d.metrics.poke()
 	return nil
+}
+
+// syncAgain syncs the due times of the policies in force g again, after
+// the sync of a refused file failed: it may have written rows (their
+// class, their due times) before it failed, and cleared the mark only;
+// the daemon syncs at a reload, so until the next one those rows would
+// follow the refused file (a due time 90 days on where the policies in
+// force say 30). A sync with nothing written is skipped (the mark is
+// still theirs). Not on a shutdown: the next start syncs.
+func (d *Daemon) syncAgain(ctx context.Context, g *Generation) {
+	if ctx.Err() != nil {
+		return
+	}
+	if err := g.Sync(ctx, d.cfg.DB, time.Now()); err != nil && ctx.Err() == nil {
+		d.cfg.Logger.Warn("the due times of the policies in force could not be synced again after the refused file's sync; until the next reload some may follow the refused file",
+			"err", err.Error())
+	}
 }
 
 // load calls Config.Load, and stops waiting for it when ctx ends (a

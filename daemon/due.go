@@ -120,7 +120,9 @@ func (g *Generation) rows(ctx context.Context, db *state.DB, specs []*policy.Sec
 // first write and recorded only after every batch is written, so a sync
 // stopped half-way (an error, a shutdown, a crash) is done again by the
 // next one, whatever policies it syncs: every write is idempotent (rows
-// upserted, due times computed from each row's history).
+// upserted, due times computed from each row's history). Of two syncs
+// that ran at once, the one that finds the other's key recorded when it
+// ends clears it (recordSync).
 func (g *Generation) Sync(ctx context.Context, db *state.DB, now time.Time) error {
 	key := SyncKey(g.File.Hash)
 	mark, err := db.ScheduleSync(ctx)
@@ -166,11 +168,25 @@ func (g *Generation) Sync(ctx context.Context, db *state.DB, now time.Time) erro
 		return err
 	}
 	if g.File.Hash != "" {
-		if _, err := db.RecordScheduleSync(ctx, mark, key); err != nil {
-			return err
-		}
+		return recordSync(ctx, db, mark, key)
 	}
 	return nil
+}
+
+// recordSync records key after a sync that began by reading mark. When
+// another sync has recorded since (another process), the two ran at once:
+// this one's writes may have come after the other's, so a key of other
+// policies, which its rows no longer all follow, is taken back and the
+// next sync of either file is done whole. A key of the same policies is
+// left: both wrote the same due times (and a CronJob whose syncs overlap
+// does not sync whole at every run). Clearing only ever makes a sync
+// run; a run with nothing changed clears nothing.
+func recordSync(ctx context.Context, db *state.DB, mark state.SyncMark, key string) error {
+	ok, err := db.RecordScheduleSync(ctx, mark, key)
+	if err != nil || ok {
+		return err
+	}
+	return db.ClearOtherScheduleSync(ctx, key)
 }
 
 // SyncKey is what a schedule sync of the policies with content hash

@@ -43,7 +43,65 @@ type Generation struct {
 	specs map[string]*policy.SecretSpec
 
 	build Builder
-	users sync.WaitGroup
+	users userCount
+}
+
+// userCount counts a generation's users (UseGeneration). Unlike a
+// sync.WaitGroup, a wait for it may be given up (waitCtx) and the count
+// used again: a lean reload stopped by a SIGTERM puts the generation back
+// in force, whose users then come and go while a WaitGroup's abandoned
+// Wait would still be pending (a new user once the count reached zero
+// made that Wait panic: "WaitGroup is reused before previous Wait has
+// returned").
+type userCount struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n reaches 0; nil: nobody waits
+}
+
+// Add counts delta more users.
+func (u *userCount) Add(delta int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.n += delta
+	if u.n < 0 {
+		panic("daemon: negative generation user count")
+	}
+	if u.n == 0 && u.idle != nil {
+		close(u.idle)
+		u.idle = nil
+	}
+}
+
+// Done is Add(-1).
+func (u *userCount) Done() { u.Add(-1) }
+
+// idleC is closed once nothing uses the generation.
+func (u *userCount) idleC() <-chan struct{} {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.n == 0 {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	if u.idle == nil {
+		u.idle = make(chan struct{})
+	}
+	return u.idle
+}
+
+// Wait waits until nothing uses the generation.
+func (u *userCount) Wait() { <-u.idleC() }
+
+// waitCtx is Wait, given up when ctx ends (its error).
+func (u *userCount) waitCtx(ctx context.Context) error {
+	select {
+	case <-u.idleC():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // NewGeneration compiles the schedules of f and indexes its secrets.

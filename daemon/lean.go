@@ -35,9 +35,10 @@ import (
 //  3. it loads the file with nothing to reuse, builds the generation and
 //     syncs the due times;
 //  4. if the file is refused, or the build or the sync fails, it parses
-//     the old text again and builds the old policies back (no sync: they
-//     were synced), which is logged as any refused reload is: the old
-//     policies stay in force.
+//     the old text again and builds the old policies back (synced again
+//     only when the new file's sync failed, which may have written rows:
+//     Daemon.syncAgain), which is logged as any refused reload is: the
+//     old policies stay in force.
 //
 // /readyz stays 200 throughout (the daemon has had policies since its
 // first load). The cost: what waits at the gate waits for the whole load
@@ -140,11 +141,12 @@ func (d *Daemon) reloadLeanGated(ctx context.Context, src *policy.Source) error 
 	debug.FreeOSMemory()
 	stage := "loading the new policies"
 	g, err := d.load(ctx, LoadRequest{})
+	syncFailed := false
 	if err == nil {
 		stage = "syncing the new policies' due times"
 		if err = g.Sync(ctx, d.cfg.DB, time.Now()); err != nil {
 			g.Close()
-			g = nil
+			g, syncFailed = nil, true
 		}
 	}
 	if err != nil {
@@ -162,6 +164,9 @@ func (d *Daemon) reloadLeanGated(ctx context.Context, src *policy.Source) error 
 				errNoPolicies, err, berr)
 		}
 		d.gen.Store(back)
+		if syncFailed {
+			d.syncAgain(ctx, back) // it may have written rows
+		}
 		debug.FreeOSMemory()
 		return err
 	}
@@ -243,7 +248,7 @@ func (d *Daemon) dropGeneration(ctx context.Context) error {
 	if d.onDrain != nil {
 		d.onDrain()
 	}
-	if err := waitGroup(ctx, &old.users); err != nil {
+	if err := old.users.waitCtx(ctx); err != nil {
 		d.gen.Store(old)
 		return err
 	}

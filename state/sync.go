@@ -39,6 +39,18 @@ func (db *DB) ClearScheduleSync(ctx context.Context) error {
 	return nil
 }
 
+// ClearOtherScheduleSync clears the mark's key unless it is key: after a
+// sync of key's policies whose record was refused (another sync recorded
+// while it wrote), a key of other policies does not vouch for the rows
+// it rewrote; its own key does (the same policies and build write the
+// same due times).
+func (db *DB) ClearOtherScheduleSync(ctx context.Context, key string) error {
+	if _, err := db.pool.Exec(ctx, `UPDATE rotator_schedule_sync SET sync_key = '' WHERE sync_key <> '' AND sync_key <> $1`, key); err != nil {
+		return fmt.Errorf("clear the schedule sync mark: %w", err)
+	}
+	return nil
+}
+
 // RecordScheduleSync records that the due times were synced with key,
 // after a sync that began by reading prev. It records nothing when
 // another sync has recorded since (prev is stale): that process's file

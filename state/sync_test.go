@@ -55,3 +55,21 @@ func TestScheduleSyncMark(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, state.SyncMark{Key: "c", Gen: 3}, m)
 }
+
+// ClearOtherScheduleSync clears a key of other policies, not its own.
+func TestClearOtherScheduleSync(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := newDB(t)
+	ok, err := db.RecordScheduleSync(ctx, state.SyncMark{}, "a")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.NoError(t, db.ClearOtherScheduleSync(ctx, "a"))
+	m, err := db.ScheduleSync(ctx)
+	require.NoError(t, err)
+	require.Equal(t, state.SyncMark{Key: "a", Gen: 1}, m)
+	require.NoError(t, db.ClearOtherScheduleSync(ctx, "b"))
+	m, err = db.ScheduleSync(ctx)
+	require.NoError(t, err)
+	require.Equal(t, state.SyncMark{Key: "", Gen: 1}, m)
+}
