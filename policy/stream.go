@@ -24,10 +24,11 @@ import (
 // streamChunk items at a time: each piece is parsed on its own (its
 // lines numbered as in the file), decoded, and validated together with
 // the header as a file of its own. What only the whole list can tell is
-// checked across pieces: duplicate ids and publish entries that write to
-// one place (any two entries with one target give up, also two secrets
-// that own different fields of one shared document: the whole loader
-// tells those apart). It is a fast path and nothing more: whenever it meets
+// checked across pieces: duplicate ids, publish entries that write to
+// one place (two secrets may share a document only when both own fields
+// of it, different ones), and management_secret naming a secret of
+// another piece (any of these that the whole loader would refuse gives
+// up). It is a fast path and nothing more: whenever it meets
 // anything it does not handle (a file that is not UTF-8, CRLF line ends
 // or Unicode ones (plainText), an alias to an anchor in another piece) or
 // any error at all, it gives up. The errors of a file that does not load are
@@ -38,10 +39,11 @@ import (
 // (FuzzLoad and TestStreamedLoadIsTheWholeLoad compare the two), and the
 // errors it gives are the whole loader's (TestStreamedErrorsAreTheWholeLoaders).
 //
-// A validation rule that looks across secrets (like the two above) must
-// be checked across pieces here too; one that looks something up among
-// the secrets (management_secret) fails within a piece that lacks it, and
-// the whole loader decides.
+// A validation rule that looks across secrets (like the three above) must
+// be checked across pieces here too. (Giving up on a shared document or a
+// management_secret in another piece cost the whole loader's memory and
+// two loads more: 549 MB instead of 83 MB at 50,000 secrets,
+// docs/performance.md.)
 
 // streamMin is the size from which a file is loaded in pieces (a
 // variable: the tests set it to 0).
@@ -216,10 +218,11 @@ func shiftLines(n *yaml.Node, by int) {
 // piece moved to other lines is decoded again) and the piece's text. A
 // piece is parsed on its own, so an alias in it names an anchor in it, and
 // management_secret names a secret in it (else the piece fails and the
-// whole loader decides): both are inside the hash. What looks across
-// pieces (duplicate ids, publish entries writing to one place, the node
-// budget, from each piece's recorded count) is checked over the whole new
-// file, reused pieces included. So a File loaded reusing prev equals a
+// whole loader decides): it is inside the hash. What looks across
+// pieces (duplicate ids, publish entries writing to one place and the
+// fields of shared documents, management_secret naming a secret of
+// another piece, the node budget, from each piece's recorded count) is
+// checked over the whole new file, reused pieces included. So a File loaded reusing prev equals a
 // File loaded without it (TestStreamedLoadReuses, FuzzLoadReuse).
 
 // pieceIndex is what a File loaded in pieces keeps for the next load of
@@ -295,7 +298,21 @@ func parseStreamed(name, dir string, data []byte, prev *File) (_ *File, nodes in
 	// whose defaults are filled at the end.
 	var fresh []int
 	ids := map[string]bool{}
+	// targets: each place published to, and whether its entry owns fields
+	// of a shared document; owned: each field of a shared document owned,
+	// and each secret publishing into one (the validator's owners,
+	// publishTargets), both as targetIDs. A collision of two ids can only
+	// give up, never take a file the whole loader refuses.
 	targets := map[targetID]bool{}
+	owned := map[targetID]bool{}
+	own := func(key, field string) bool {
+		k := idOf(key + "\x00" + field)
+		if owned[k] {
+			return false
+		}
+		owned[k] = true
+		return true
+	}
 	for first := 0; first < len(blk.items); first += streamChunk {
 		count, text := blk.piece(data, first)
 		key := pieceKey(idx.header, blk.lines[first], blk.col(first), text)
@@ -330,13 +347,33 @@ func parseStreamed(name, dir string, data []byte, prev *File) (_ *File, nodes in
 						key = t.key
 					}
 				}
-				if targets[idOf(key)] {
+				shared := len(pub.Fields) > 0
+				if fields, dup := targets[idOf(key)]; dup && !(fields && shared) {
 					return nil, nodes, errNoStream
 				}
-				targets[idOf(key)] = true
+				targets[idOf(key)] = shared
+				if !shared {
+					continue
+				}
+				if !own(key, rotationMetaPrefix+"id\x00"+s.ID) {
+					return nil, nodes, errNoStream
+				}
+				for _, f := range pub.Fields {
+					if !own(key, f) {
+						return nil, nodes, errNoStream
+					}
+				}
 			}
 		}
 		secrets = append(secrets, piece...)
+	}
+	// A management_secret is looked up in its piece by the validator
+	// (validator.laterLookups); here among every secret of the file,
+	// reused pieces included.
+	for _, s := range secrets {
+		if h := s.Rotator.HTTPAPI; h != nil && h.ManagementSecret != "" && !ids[h.ManagementSecret] {
+			return nil, nodes, errNoStream
+		}
 	}
 	hf.Secrets = secrets
 	hf.fillHeaderDefaults()
@@ -478,7 +515,7 @@ func parsePiece(name, dir string, data, text []byte, line, col int, hf *File, hd
 	}
 	pf := *hf
 	pf.Secrets = piece
-	v := &validator{d: d, f: &pf, base: base, x: x, onlySecrets: x != nil && base > 0}
+	v := &validator{d: d, f: &pf, base: base, x: x, onlySecrets: x != nil && base > 0, laterLookups: x == nil}
 	v.validate()
 	if len(d.errs) > 0 && x == nil {
 		return nil, d.nodes, nil, errNoStream

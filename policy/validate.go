@@ -50,6 +50,13 @@ type validator struct {
 	// header's errors, stream.go). An error a secret gives at a field of
 	// the header is still given, once per secret as for a whole file.
 	onlySecrets bool
+	// laterLookups: a management_secret that names no secret of f is
+	// not an error here; the caller looks it up among the whole list (a
+	// piece of a large file, parseStreamed).
+	laterLookups bool
+	// ids are the ids of f's secrets, for management_secret (made on
+	// first use).
+	ids map[string]bool
 }
 
 // across is what the validation of a file's pieces (stream.go) carries

@@ -72,12 +72,16 @@ func (v *validator) httpAPI(p string, h *HTTPAPISpec) {
 	case h.Management != nil && h.ManagementSecret != "":
 		v.errf(p+".management_secret", "set management or management_secret, not both")
 	case h.ManagementSecret != "":
-		found := false
-		for _, s := range v.f.Secrets {
-			found = found || s.ID == h.ManagementSecret
+		if v.ids == nil {
+			// Once per file: a loop over the secrets for each reference
+			// made a file of n secrets cost n² (docs/performance.md).
+			v.ids = make(map[string]bool, len(v.f.Secrets))
+			for _, s := range v.f.Secrets {
+				v.ids[s.ID] = true
+			}
 		}
 		switch path := p + ".management_secret"; {
-		case found || v.muted(path):
+		case v.ids[h.ManagementSecret] || v.muted(path) || v.laterLookups:
 		case v.x != nil && v.x.other != nil:
 			// A piece of a large file: the secret may be in another
 			// piece; looked up once every id is known (stream.go).
