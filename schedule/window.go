@@ -92,17 +92,22 @@ type Window struct {
 // spec gives a nil *Window (no restriction). The zone is the spec's own,
 // then defaultTZ, then UTC.
 func CompileWindow(spec *policy.WindowSpec, defaultTZ string) (*Window, error) {
+	return compileWindowWith(spec, defaultTZ, time.LoadLocation)
+}
+
+// compileWindowWith is CompileWindow with load to load the zone.
+func compileWindowWith(spec *policy.WindowSpec, defaultTZ string, load func(string) (*time.Location, error)) (*Window, error) {
 	if spec == nil {
 		return nil, nil
 	}
-	w, err := compileWindow(spec, defaultTZ)
+	w, err := compileWindow(spec, defaultTZ, load)
 	if err != nil && spec.Pos.File != "" {
 		return nil, fmt.Errorf("%s: %w", spec.Pos, err)
 	}
 	return w, err
 }
 
-func compileWindow(spec *policy.WindowSpec, defaultTZ string) (*Window, error) {
+func compileWindow(spec *policy.WindowSpec, defaultTZ string, load func(string) (*time.Location, error)) (*Window, error) {
 	w := &Window{}
 	for _, s := range spec.Days {
 		d, ok := weekdays[strings.ToLower(strings.TrimSpace(s))]
@@ -141,7 +146,7 @@ func compileWindow(spec *policy.WindowSpec, defaultTZ string) (*Window, error) {
 	if tz == "" {
 		tz = "UTC"
 	}
-	loc, err := time.LoadLocation(tz)
+	loc, err := load(tz)
 	if err != nil {
 		return nil, fmt.Errorf("window time zone %q: want an IANA name such as Europe/Berlin: %w", tz, err)
 	}

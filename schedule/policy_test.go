@@ -1,0 +1,56 @@
+package schedule
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rotator/rotator/policy"
+)
+
+// TestRulesLoadEachZoneOnce: secrets with windows of their own (a rule
+// each) share one *time.Location per zone, and their due times are the
+// ones a rule compiled on its own gives (CompileWindow, time.LoadLocation).
+func TestRulesLoadEachZoneOnce(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("version: 1\ndefaults: {time_zone: America/New_York}\nstores:\n  - {name: local, files: {dir: out}}\nsecrets:\n")
+	for i := range 40 {
+		zone := []string{"Europe/Berlin", "Asia/Tokyo", ""}[i%3] // "": the default's
+		fmt.Fprintf(&b, "  - {id: t/t%02d, class: admin_token, rotator: {token: {}}, publish: [{store: local, path: t%02d}], window: {days: [mon, wed], hours: '%02d:00-%02d:30', time_zone: '%s', blackouts: ['2026-12-24']}}\n",
+			i, i, i%24, (i+5)%24, zone)
+	}
+	f, err := policy.Parse("policies.yaml", []byte(b.String()))
+	require.NoError(t, err)
+	rules, err := Rules(f)
+	require.NoError(t, err)
+	locs := map[string]*time.Location{}
+	last := time.Date(2026, 11, 20, 13, 7, 0, 0, time.UTC)
+	now := time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC)
+	for _, s := range f.Secrets {
+		r := rules[s.ID]
+		for _, loc := range []*time.Location{r.Loc, r.Window.Loc} {
+			if seen, ok := locs[loc.String()]; ok {
+				require.Same(t, seen, loc, "%s: one location per zone", s.ID)
+			}
+			locs[loc.String()] = loc
+		}
+		// The rule compiled alone, as before.
+		set := f.Settings(s)
+		alone := Rule{Interval: set.Interval, Jitter: set.Jitter, RetryAfter: set.Retry.NextRun}
+		alone.Loc, err = time.LoadLocation(set.TimeZone)
+		require.NoError(t, err)
+		alone.Window, err = CompileWindow(set.Window, set.TimeZone)
+		require.NoError(t, err)
+		require.Equal(t, alone.Window.Loc.String(), r.Window.Loc.String())
+		want, wexp, err := alone.Next(s.ID, last, now)
+		require.NoError(t, err)
+		got, gexp, err := r.Next(s.ID, last, now)
+		require.NoError(t, err)
+		require.True(t, want.Equal(got), "%s: due %v, alone %v", s.ID, got, want)
+		require.Equal(t, wexp, gexp, s.ID)
+	}
+	require.Len(t, locs, 3, "Europe/Berlin, Asia/Tokyo and America/New_York")
+}
