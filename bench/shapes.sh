@@ -17,6 +17,7 @@
 #   multistore  token secrets published to files, Vault and AWS
 #   windows     token secrets each with its own window (days, hours, zone, blackouts)
 #   cron        token secrets with a cron schedule each (840 distinct ones)
+#   cronwin     token secrets with a window of their own and a weekly cron schedule (7 distinct)
 #   checks      token secrets with a delay and an http check each
 #
 #   bench/shapes.sh                                   # every shape, SIZES="1000 5000 20000"
@@ -25,7 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-1000 5000 20000}
-SHAPES=${SHAPES:-token shared mgmt pg_one mysql_one redis apikey multistore windows cron checks}
+SHAPES=${SHAPES:-token shared mgmt pg_one mysql_one redis apikey multistore windows cron cronwin checks}
 GROUP=${GROUP:-50}
 BIN=${BIN:-}
 WORK=$(mktemp -d)
@@ -70,6 +71,8 @@ for i in range(n):
         extra = ", window: {days: [mon, tue, wed], hours: '%02d:00-%02d:30', time_zone: Europe/Berlin, blackouts: ['2026-12-24', '2026-12-27..2027-01-02']}" % (i % 24, (i + 3) % 24)
     elif shape == "cron":
         extra = ", cron: '%d %d * * %d'" % (i % 60, i % 24, i % 7)
+    elif shape == "cronwin":
+        extra = ", cron: '0 3 * * %d', window: {hours: '%02d:00-%02d:30'}" % (i % 7, i % 24, (i + 3) % 24)
     elif shape == "checks":
         extra = ", checks: [{delay: 1m}, {http: {urls: ['http://app-%d:8080/v', 'http://app-%d-b:8080/v'], interval: 2s}}]" % (i, i)
     elif shape != "token":

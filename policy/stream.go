@@ -297,6 +297,9 @@ func parseStreamed(name, dir string, data []byte, prev *File) (_ *File, nodes in
 	// fresh: the first secret of each piece decoded here (not reused),
 	// whose defaults are filled at the end.
 	var fresh []int
+	// What each cron schedule's check says, for every piece (a year of
+	// firings each: checked once per piece, it was ~0.1 ms a secret).
+	crons := map[string]string{}
 	ids := map[string]bool{}
 	// targets: each place published to, and whether its entry owns fields
 	// of a shared document; owned: each field of a shared document owned,
@@ -326,7 +329,7 @@ func parseStreamed(name, dir string, data []byte, prev *File) (_ *File, nodes in
 			idx.pieces[key] = pieceSpan{first: first, n: sp.n, nodes: sp.nodes}
 		} else {
 			var n int
-			piece, n, _, err = parsePiece(name, dir, data, text, blk.lines[first], blk.col(first), hf, hd, nodes, first, count, nil)
+			piece, n, _, err = parsePiece(name, dir, data, text, blk.lines[first], blk.col(first), hf, hd, nodes, first, count, nil, crons)
 			nodes += n
 			if err != nil {
 				return nil, nodes, err
@@ -474,8 +477,9 @@ func aliasIntoList(n *yaml.Node, list []byte) bool {
 // counted before it; errNoStream when the whole loader must decide. With
 // x (streamedErrors), what the validator checks across the list is
 // carried from piece to piece in x, and the piece's errors are returned;
-// without it any error is errNoStream.
-func parsePiece(name, dir string, data, text []byte, line, col int, hf *File, hd *decoder, nodes, base, n int, x *across) (_ []*SecretSpec, counted int, _ ErrorList, _ error) {
+// without it any error is errNoStream. crons is the validator's cache of
+// cron checks, shared by the pieces of one load.
+func parsePiece(name, dir string, data, text []byte, line, col int, hf *File, hd *decoder, nodes, base, n int, x *across, crons map[string]string) (_ []*SecretSpec, counted int, _ ErrorList, _ error) {
 	doc := text
 	if col > 0 {
 		// A piece of a flow list: a sequence of its own, its text from
@@ -515,7 +519,7 @@ func parsePiece(name, dir string, data, text []byte, line, col int, hf *File, hd
 	}
 	pf := *hf
 	pf.Secrets = piece
-	v := &validator{d: d, f: &pf, base: base, x: x, onlySecrets: x != nil && base > 0, laterLookups: x == nil}
+	v := &validator{d: d, f: &pf, base: base, x: x, onlySecrets: x != nil && base > 0, laterLookups: x == nil, crons: crons}
 	v.validate()
 	if len(d.errs) > 0 && x == nil {
 		return nil, d.nodes, nil, errNoStream
@@ -558,9 +562,10 @@ func streamedErrors(name, dir string, data []byte) (_ ErrorList, nodes int, ok b
 	nodes = hd.nodes
 	x := newAcross()
 	x.other = map[string]bool{}
+	crons := map[string]string{}
 	for first := 0; first < len(blk.items); first += streamChunk {
 		count, text := blk.piece(data, first)
-		_, n, perrs, err := parsePiece(name, dir, data, text, blk.lines[first], blk.col(first), hf, hd, nodes, first, count, x)
+		_, n, perrs, err := parsePiece(name, dir, data, text, blk.lines[first], blk.col(first), hf, hd, nodes, first, count, x, crons)
 		nodes += n
 		if err != nil {
 			return nil, nodes, false

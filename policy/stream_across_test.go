@@ -18,7 +18,9 @@ func acrossFile(n int) string {
 	for k, i := range []int{1, streamChunk + 1, 2*streamChunk + 1} {
 		text = strings.Replace(text, tok(i), fmt.Sprintf("publish: [{store: local, path: shared.json, fields: {token: t%d}}]", k), 1)
 	}
-	api := func(i int) string { return fmt.Sprintf("a/a%05d # a comment\n    class: api_key\n    interval: 7d\n    rotator: {token: {length: 40}}", i) }
+	api := func(i int) string {
+		return fmt.Sprintf("a/a%05d # a comment\n    class: api_key\n    interval: 7d\n    rotator: {token: {length: 40}}", i)
+	}
 	mgmt := func(i int, id string) string {
 		return strings.Replace(api(i), "{token: {length: 40}}", "{http_api: {preset: openrouter, management_secret: "+id+"}}", 1)
 	}

@@ -136,6 +136,7 @@ func TestStreamedErrorsAreTheWholeLoaders(t *testing.T) {
 		"management secret unknown":                      mgmt(good, 35, "api/nosuch"),
 		"management secret later, and an error":          strings.Replace(mgmt(good, 3, "a/a00039"), "class: database", "class: nosuch", 1),
 		"management secret unknown twice, with a bad id": strings.Replace(mgmt(mgmt(good, 3, "api/gone"), 39, "api/gone"), "id: a/a00011", "id: A/BAD", 1),
+		"a bad cron schedule in several pieces":          strings.Replace(good, "cron: \"0 3 * * *\"", "cron: \"*/30 * * * *\"", 3),
 		"header: unknown store kind":                     strings.Replace(good, "    files: {dir: out}\n", "    filez: {dir: out}\n", 1),
 		"header: bad default and a secret's mistake":     strings.Replace(strings.Replace(good, "grace: 30s", "grace: -3s", 1), "class: custom", "class: nosuch", 1),
 		"header: bad notify":                             strings.Replace(good, "remind_before: 7d", "remind_before: soon", 1),

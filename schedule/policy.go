@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/robfig/cron/v3"
+
 	"github.com/rotator/rotator/policy"
 )
 
@@ -14,7 +16,8 @@ import (
 // Secrets with the same settings and peers share one *Rule (treat it as
 // read-only), and the secrets of one server share one Peers slice: at
 // 100,000 secrets the map is of pointers to a few rules, not 100,000
-// copies, and each zone is loaded once (zones).
+// copies, and each zone is loaded and each cron schedule parsed once
+// (compiled).
 func Rules(f *policy.File) (map[string]*Rule, error) {
 	ids := map[string][]string{}
 	for _, s := range f.Secrets {
@@ -33,7 +36,7 @@ func Rules(f *policy.File) (map[string]*Rule, error) {
 		server                    string // "" without peers
 	}
 	shared := map[ruleKey]*Rule{}
-	z := zones{}
+	c := &compiled{zones: map[string]*time.Location{}, crons: map[string]cron.Schedule{}}
 	out := make(map[string]*Rule, len(f.Secrets))
 	for _, s := range f.Secrets {
 		set := f.Settings(s)
@@ -45,7 +48,7 @@ func Rules(f *policy.File) (map[string]*Rule, error) {
 		}
 		r, ok := shared[k]
 		if !ok {
-			rule, err := ruleFor(set, z)
+			rule, err := ruleFor(set, c)
 			if err != nil {
 				return nil, fmt.Errorf("secret %s (%s): schedule: %w", s.ID, s.Pos, err)
 			}
@@ -71,39 +74,58 @@ func ServerKey(s *policy.SecretSpec) string {
 	return "secret " + s.ID
 }
 
-// zones loads each time zone once. time.LoadLocation reads and parses
-// the zone at every call, and its *time.Location holds the zone's
-// transitions: a rule of its own for each secret with a window of its own
-// (the rules are shared by the window's identity, not its text) held one
-// copy each, 43 MB at 20,000 secrets (docs/performance.md).
-type zones map[string]*time.Location
+// compiled holds what Rules made once for all its rules: each time zone
+// and each cron schedule. A secret with a window of its own has a rule of
+// its own (rules are shared by the window's identity, not its text), and
+// each rule loaded its zones again (time.LoadLocation reads and parses
+// the zone at every call; its *time.Location holds the zone's
+// transitions: 43 MB at 20,000 secrets) and parsed its cron schedule
+// again (ParseCron looks at 400 firings: ~1 ms a weekly schedule).
+// docs/performance.md.
+type compiled struct {
+	zones map[string]*time.Location
+	crons map[string]cron.Schedule
+}
 
-func (z zones) load(name string) (*time.Location, error) {
-	if loc, ok := z[name]; ok {
+func (c *compiled) zone(name string) (*time.Location, error) {
+	if loc, ok := c.zones[name]; ok {
 		return loc, nil
 	}
 	loc, err := time.LoadLocation(name)
 	if err != nil {
 		return nil, err
 	}
-	z[name] = loc
+	c.zones[name] = loc
 	return loc, nil
 }
 
-func ruleFor(set policy.Settings, z zones) (Rule, error) {
+// cron is ParseCron(spec), once per spec (a parsed schedule is read-only).
+func (c *compiled) cron(spec string) (cron.Schedule, error) {
+	if s, ok := c.crons[spec]; ok {
+		return s, nil
+	}
+	s, err := ParseCron(spec)
+	if err != nil {
+		return nil, err
+	}
+	c.crons[spec] = s
+	return s, nil
+}
+
+func ruleFor(set policy.Settings, c *compiled) (Rule, error) {
 	r := Rule{Interval: set.Interval, Jitter: set.Jitter, RetryAfter: set.Retry.NextRun}
-	loc, err := z.load(set.TimeZone)
+	loc, err := c.zone(set.TimeZone)
 	if err != nil {
 		return r, err
 	}
 	r.Loc = loc
 	if set.Cron != "" {
-		if r.Cron, err = ParseCron(set.Cron); err != nil {
+		if r.Cron, err = c.cron(set.Cron); err != nil {
 			return r, err
 		}
 	}
 	if set.Window != nil {
-		if r.Window, err = compileWindowWith(set.Window, set.TimeZone, z.load); err != nil {
+		if r.Window, err = compileWindowWith(set.Window, set.TimeZone, c.zone); err != nil {
 			return r, err
 		}
 	}
