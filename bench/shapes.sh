@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `rotator validate` and `rotator plan --limit 1` over N secrets of other
 # shapes than bench/scale.sh's token secrets, for each SHAPE and each N in
-# SIZES: wall time and peak RSS of each. No database or server is needed
+# SIZES: wall time, CPU time (user + system: what a busy machine changes
+# least) and peak RSS of each. No database or server is needed
 # (plan without DATABASE_URL takes every secret as never rotated; the
 # stores and admin DSNs are never dialled).
 #
@@ -79,11 +80,12 @@ for i in range(n):
         sys.exit("unknown shape " + shape)
     print("  - {id: %s, class: %s, rotator: %s, publish: %s%s}" % (sid, cls, rot, pub, extra))
 PY
-    /usr/bin/time -f "%e %M" -o "$WORK/tv" "$BIN" validate --policies "$WORK/p.yaml" > "$WORK/out" 2>&1 ||
+    /usr/bin/time -f "%e %U %S %M" -o "$WORK/tv" "$BIN" validate --policies "$WORK/p.yaml" > "$WORK/out" 2>&1 ||
       { echo "$shape n=$n: not valid:"; head -3 "$WORK/out"; exit 1; }
-    /usr/bin/time -f "%e %M" -o "$WORK/tp" "$BIN" plan --policies "$WORK/p.yaml" --limit 1 > "$WORK/out"
-    read -r vs vkb < "$WORK/tv"
-    read -r ps pkb < "$WORK/tp"
-    printf '%-10s n=%-6s validate %6s s %5s MB   plan %6s s %5s MB\n' "$shape" "$n" "$vs" $((vkb / 1024)) "$ps" $((pkb / 1024))
+    /usr/bin/time -f "%e %U %S %M" -o "$WORK/tp" "$BIN" plan --policies "$WORK/p.yaml" --limit 1 > "$WORK/out"
+    read -r vs vu vsys vkb < "$WORK/tv"
+    read -r ps pu psys pkb < "$WORK/tp"
+    printf '%-10s n=%-6s validate %6s s (cpu %5s s) %4s MB   plan %6s s (cpu %5s s) %4s MB\n' "$shape" "$n" \
+      "$vs" "$(awk "BEGIN {printf \"%.2f\", $vu + $vsys}")" $((vkb / 1024)) "$ps" "$(awk "BEGIN {printf \"%.2f\", $pu + $psys}")" $((pkb / 1024))
   done
 done
