@@ -781,7 +781,14 @@ func (r *Rotator) fenced(ctx context.Context, db *sql.DB, f rotation.Fence, acti
 	if !got.Valid || got.Int64 != 1 {
 		return fmt.Errorf("take the fence lock %s: another action on %s holds it since more than %ds", r.fenceLock(), r.fenceKey(), fenceLockWaitSecs)
 	}
-	defer releaseLock(context.WithoutCancel(ctx), conn, r.fenceLock())
+	defer func() {
+		// The release runs even when ctx has ended (the action was
+		// cancelled), but not forever: an answer that never comes
+		// closes the session, which frees the lock on the server.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+		defer cancel()
+		releaseLock(rctx, conn, r.fenceLock())
+	}()
 	if _, err := conn.ExecContext(ctx, r.createFenceTable()); err != nil {
 		return fmt.Errorf("create the fence table %s: %w", r.fenceTable(), err)
 	}
@@ -820,12 +827,19 @@ func (r *Rotator) fenced(ctx context.Context, db *sql.DB, f rotation.Fence, acti
 	return err
 }
 
+// releaseTimeout bounds the fence's RELEASE_LOCK, which runs after the
+// action on a context the action's cancellation does not end: a release
+// whose answer does not come in time closes the session (the server
+// then frees the lock) instead of holding the action, and a shared
+// pool's connection, until TCP gives up.
+const releaseTimeout = 5 * time.Second
+
 // releaseLock releases the named lock that conn's session holds. The
 // connection goes back to the pool, to serve other secrets, only when
 // the server confirms the release (RELEASE_LOCK returns 1); otherwise
-// (an error, NULL or 0) it is closed, and the server drops the session's
-// locks with it: a pooled connection never carries a lock to the next
-// caller.
+// (an error, NULL or 0, ctx ending first) it is closed, and the server
+// drops the session's locks with it: a pooled connection never carries a
+// lock to the next caller.
 func releaseLock(ctx context.Context, conn *sql.Conn, name string) {
 	var n sql.NullInt64
 	if err := conn.QueryRowContext(ctx, "SELECT RELEASE_LOCK(?)", name).Scan(&n); err != nil || !n.Valid || n.Int64 != 1 {
