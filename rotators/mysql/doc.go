@@ -32,9 +32,9 @@
 // temporary table; its only session state is the fence's named lock
 // (GET_LOCK, below), taken on a dedicated *sql.Conn for the duration of
 // one fenced action and released on it. The connection returns to the
-// pool only when RELEASE_LOCK answers 1; an error, NULL or 0 (or a
-// GET_LOCK whose answer was lost) closes the session instead, and the
-// server frees its locks with it. Transactions are committed or rolled
+// pool only when RELEASE_LOCK answers 1; an error, NULL or 0, no answer
+// within 5 s (or a GET_LOCK whose answer was lost) closes the session
+// instead, and the server frees its locks with it. Transactions are committed or rolled
 // back on that same connection before it goes back.
 //
 // # Blue/green users

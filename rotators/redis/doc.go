@@ -36,7 +36,9 @@
 // SHA-256, never the URL), whose pool holds at most SharedPoolSize
 // connections (pool_size in the URL sets another), shared by every user
 // of the server. Its Close leaves the client open; Pools.Close closes
-// it. The admin connections keep no per-secret state: the client
+// it. A URL replaced by another of the same server, user and database
+// (the admin password changed) is superseded: its client closes with the
+// last rotator built on it, not with Pools. The admin connections keep no per-secret state: the client
 // authenticates each connection once with the URL's credentials, and the
 // rotator sends no AUTH, SELECT, CLIENT SETNAME or other session command
 // after that; the fence's WATCH holds one connection for its transaction

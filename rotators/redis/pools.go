@@ -3,6 +3,7 @@ package redis
 import (
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"sync"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -23,14 +24,32 @@ import (
 // own), and the fence's WATCH is taken on a connection of its own for
 // the transaction and ended by EXEC or UNWATCH before the connection goes
 // back (go-redis Client.Watch).
+//
+// An admin URL replaced by another of the same server, user and
+// database (an operator changed the admin password: the wiring resolves
+// the URL at each target) is superseded: its client leaves the map and
+// is closed when the last rotator built on it is closed, instead of
+// keeping connections authenticated with the old password open until
+// Close (a daemon generation's end).
 type Pools struct {
-	mu     sync.Mutex
-	m      map[[32]byte]*goredis.Client
-	closed bool
+	mu      sync.Mutex
+	m       map[[32]byte]*sharedClient
+	retired map[*sharedClient]struct{} // superseded, still used by a rotator
+	closed  bool
+}
+
+// sharedClient is one admin URL's client and how many rotators use it.
+type sharedClient struct {
+	c          *goredis.Client
+	identity   string // server, user, database: the URL without its password
+	users      int    // rotators built on it and not closed
+	superseded bool
 }
 
 // NewPools returns an empty set of shared admin clients.
-func NewPools() *Pools { return &Pools{m: map[[32]byte]*goredis.Client{}} }
+func NewPools() *Pools {
+	return &Pools{m: map[[32]byte]*sharedClient{}, retired: map[*sharedClient]struct{}{}}
+}
 
 // SharedPoolSize bounds the connections of a shared admin client when
 // the admin URL does not set pool_size: admin commands are short, and
@@ -44,20 +63,63 @@ var errPoolsClosed = errors.New("redis admin clients are closed")
 // urlKey is the map key of an admin URL: its SHA-256, never the URL.
 func urlKey(u string) [32]byte { return sha256.Sum256([]byte(u)) }
 
+// identity names what an admin URL connects to and as whom, without its
+// password.
+func identity(o *goredis.Options) string {
+	return fmt.Sprintf("%s\x00%s\x00%d\x00%t", o.Addr, o.Username, o.DB, o.TLSConfig != nil)
+}
+
 // get returns the client of the admin URL whose key is key and options
-// o, creating it on first use. Creating a client does no I/O.
-func (p *Pools) get(key [32]byte, o *goredis.Options) (*goredis.Client, error) {
+// o, creating it on first use, for one more rotator (release it with
+// release). Creating a client does no I/O. A client of another URL with
+// the same identity is superseded.
+func (p *Pools) get(key [32]byte, o *goredis.Options) (*sharedClient, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.closed {
+		p.mu.Unlock()
 		return nil, errPoolsClosed
 	}
-	if c, ok := p.m[key]; ok {
-		return c, nil
+	if s, ok := p.m[key]; ok {
+		s.users++
+		p.mu.Unlock()
+		return s, nil
 	}
-	c := goredis.NewClient(sharedOptions(o))
-	p.m[key] = c
-	return c, nil
+	id := identity(o)
+	var unused []*goredis.Client
+	for k, s := range p.m {
+		if s.identity != id {
+			continue
+		}
+		delete(p.m, k)
+		s.superseded = true
+		if s.users == 0 {
+			unused = append(unused, s.c)
+		} else {
+			p.retired[s] = struct{}{}
+		}
+	}
+	s := &sharedClient{c: goredis.NewClient(sharedOptions(o)), identity: id, users: 1}
+	p.m[key] = s
+	p.mu.Unlock()
+	for _, c := range unused {
+		_ = c.Close()
+	}
+	return s, nil
+}
+
+// release ends one rotator's use of s; a superseded client closes with
+// its last user.
+func (p *Pools) release(s *sharedClient) {
+	p.mu.Lock()
+	s.users--
+	last := s.superseded && s.users == 0 && !p.closed
+	if last {
+		delete(p.retired, s)
+	}
+	p.mu.Unlock()
+	if last {
+		_ = s.c.Close()
+	}
 }
 
 // sharedOptions are o bounded for sharing: at most pool_size
@@ -83,8 +145,18 @@ func sharedOptions(o *goredis.Options) *goredis.Options {
 // "redis: client is closed" from its next call.
 func (p *Pools) Close() {
 	p.mu.Lock()
-	clients := p.m
-	p.m, p.closed = map[[32]byte]*goredis.Client{}, true
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	var clients []*goredis.Client
+	for _, s := range p.m {
+		clients = append(clients, s.c)
+	}
+	for s := range p.retired {
+		clients = append(clients, s.c)
+	}
+	p.m, p.retired, p.closed = map[[32]byte]*sharedClient{}, map[*sharedClient]struct{}{}, true
 	p.mu.Unlock()
 	for _, c := range clients {
 		_ = c.Close()

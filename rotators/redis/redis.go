@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -49,8 +50,9 @@ type Rotator struct {
 	rnd      io.Reader
 	logger   *slog.Logger
 	hooks    []goredis.Hook
-	pools    *Pools // shared admin clients (WithPools); nil: a client of its own
-	shared   bool   // admin is a shared client, which Close leaves open
+	pools    *Pools        // shared admin clients (WithPools); nil: a client of its own
+	shared   *sharedClient // admin is this shared client, which Close releases
+	closing  sync.Once
 }
 
 // Option configures a Rotator.
@@ -133,7 +135,7 @@ func New(spec *policy.RedisSpec, adminURL secret.Value, opts ...Option) (*Rotato
 		if err != nil {
 			return nil, fmt.Errorf("redis user %q at %s: %w", r.user, o.Addr, err)
 		}
-		r.admin, r.shared = c, true
+		r.admin, r.shared = c.c, c
 		return r, nil
 	}
 	r.admin = goredis.NewClient(o)
@@ -144,11 +146,16 @@ func New(spec *policy.RedisSpec, adminURL secret.Value, opts ...Option) (*Rotato
 }
 
 // Close closes the admin connections of a client of its own; a shared
-// client (WithPools) stays open for the other secrets.
+// client (WithPools) stays open for the other secrets, unless its admin
+// URL was superseded and this was its last rotator (see Pools).
 func (r *Rotator) Close() {
-	if !r.shared {
+	r.closing.Do(func() {
+		if r.shared != nil {
+			r.pools.release(r.shared)
+			return
+		}
 		_ = r.admin.Close()
-	}
+	})
 }
 
 // Addr is the server's address (never the admin URL, which holds a password).
