@@ -170,15 +170,20 @@ func New(spec *policy.MySQLSpec, adminDSN secret.Value, opts ...Option) (*Rotato
 }
 
 // Close releases the admin connections: its own pool's, or, on shared
-// pools (WithPools), none (Pools.Close closes those). The rotator refuses
-// calls after Close.
+// pools (WithPools), none (Pools.Close closes those), unless its DSN was
+// superseded and this was the pool's last rotator (see Pools). The
+// rotator refuses calls after Close.
 func (r *Rotator) Close() {
 	r.mu.Lock()
 	a := r.pool
 	r.pool, r.closed = nil, true
 	r.mu.Unlock()
-	if a != nil && r.pools == nil {
+	switch {
+	case a == nil:
+	case r.pools == nil:
 		a.close()
+	default:
+		r.pools.release(a)
 	}
 }
 

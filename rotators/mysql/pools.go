@@ -25,14 +25,24 @@ import (
 // A pooled connection carries no state from one secret to the next: the
 // only session state the rotator creates is the fence's named lock,
 // taken and released on a connection of its own (see fenced).
+//
+// A DSN replaced by another of the same server, user and database (an
+// operator changed the admin password: the wiring resolves the DSN at
+// each target) is superseded: its pool leaves the map and is closed when
+// the last rotator that used it is closed, instead of living, with its
+// sessions authenticated with the old password, until Close (a daemon
+// generation's end).
 type Pools struct {
-	mu     sync.Mutex
-	m      map[[32]byte]*adminPool
-	closed bool
+	mu      sync.Mutex
+	m       map[[32]byte]*adminPool
+	retired map[*adminPool]struct{} // superseded, still used by a rotator
+	closed  bool
 }
 
 // NewPools returns an empty set of shared pools.
-func NewPools() *Pools { return &Pools{m: map[[32]byte]*adminPool{}} }
+func NewPools() *Pools {
+	return &Pools{m: map[[32]byte]*adminPool{}, retired: map[*adminPool]struct{}{}}
+}
 
 // SharedMaxConns bounds the connections of a shared admin pool: admin
 // statements are short, and several secrets of one server may be checked
@@ -48,31 +58,85 @@ var errPoolsClosed = errors.New("mysql admin connection pools are closed")
 // dsnKey is the map key of a DSN: its SHA-256, never the DSN.
 func dsnKey(dsn string) [32]byte { return sha256.Sum256([]byte(dsn)) }
 
+// identity names what a DSN connects to and as whom, without its
+// password.
+func identity(cfg *driver.Config) string {
+	return fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%s", cfg.Net, cfg.Addr, cfg.User, cfg.DBName, cfg.TLSConfig)
+}
+
 // get returns the pool of the DSN whose key is key and config cfg,
-// creating it on first use. Creating a pool does no I/O.
+// creating it on first use, for one more rotator (release it with
+// release). Creating a pool does no I/O. A pool of another DSN with the
+// same identity is superseded.
 func (p *Pools) get(key [32]byte, cfg *driver.Config) (*adminPool, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.closed {
+		p.mu.Unlock()
 		return nil, errPoolsClosed
 	}
 	if a, ok := p.m[key]; ok {
+		a.users++
+		p.mu.Unlock()
 		return a, nil
 	}
 	a, err := newAdminPool(cfg, SharedMaxConns)
 	if err != nil {
+		p.mu.Unlock()
 		return nil, err
 	}
+	a.identity, a.users = identity(cfg), 1
+	var unused []*adminPool
+	for k, o := range p.m {
+		if o.identity != a.identity {
+			continue
+		}
+		delete(p.m, k)
+		o.superseded = true
+		if o.users == 0 {
+			unused = append(unused, o)
+		} else {
+			p.retired[o] = struct{}{}
+		}
+	}
 	p.m[key] = a
+	p.mu.Unlock()
+	for _, o := range unused {
+		o.close()
+	}
 	return a, nil
+}
+
+// release ends one rotator's use of a; a superseded pool closes with its
+// last user.
+func (p *Pools) release(a *adminPool) {
+	p.mu.Lock()
+	a.users--
+	last := a.superseded && a.users == 0 && !p.closed
+	if last {
+		delete(p.retired, a)
+	}
+	p.mu.Unlock()
+	if last {
+		a.close()
+	}
 }
 
 // Close closes every pool. A rotator that still uses one gets a
 // permanent error from its next call.
 func (p *Pools) Close() {
 	p.mu.Lock()
-	pools := p.m
-	p.m, p.closed = map[[32]byte]*adminPool{}, true
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	var pools []*adminPool
+	for _, a := range p.m {
+		pools = append(pools, a)
+	}
+	for a := range p.retired {
+		pools = append(pools, a)
+	}
+	p.m, p.retired, p.closed = map[[32]byte]*adminPool{}, map[*adminPool]struct{}{}, true
 	p.mu.Unlock()
 	for _, a := range pools {
 		a.close()
@@ -88,6 +152,13 @@ func WithPools(p *Pools) Option { return func(x *Rotator) { x.pools = p } }
 // rotator.
 type adminPool struct {
 	db *sql.DB
+
+	// Shared pools only, guarded by Pools.mu: the DSN without its
+	// password, the rotators that took the pool and have not been
+	// closed, and whether a newer DSN of the same identity replaced it.
+	identity   string
+	users      int
+	superseded bool
 
 	mu       sync.Mutex
 	closed   bool
