@@ -20,6 +20,12 @@ func connectionsOf(t *testing.T, su *goredis.Client, user string) []string {
 	t.Helper()
 	list, err := su.ClientList(context.Background()).Result()
 	require.NoError(t, err)
+	return connectionsIn(list, user)
+}
+
+// connectionsIn lists the ids of the connections of user in a CLIENT
+// LIST answer.
+func connectionsIn(list, user string) []string {
 	var ids []string
 	for _, l := range strings.Split(list, "\n") {
 		if !strings.Contains(l, " user="+user+" ") {
