@@ -238,11 +238,17 @@ func (r *Rotator) getUser(ctx context.Context, c *goredis.Client) (userState, er
 }
 
 // cmdError wraps a command's error with the command, user and address.
-// Permission errors are Permanent: retrying will not grant them.
+// Permission and authentication errors are Permanent: retrying will not
+// grant them. Each says what to fix: the admin's ACL rights (NOPERM), or
+// the credentials in the admin URL (WRONGPASS, NOAUTH: its password was
+// changed, or its user disabled, when a new admin connection logs in).
 func (r *Rotator) cmdError(what string, err error) error {
 	e := fmt.Errorf("redis %s for user %q at %s: %w", what, r.user, r.opts.Addr, err)
-	if s := err.Error(); strings.HasPrefix(s, "NOPERM") || strings.HasPrefix(s, "WRONGPASS") || strings.HasPrefix(s, "NOAUTH") {
+	switch s := err.Error(); {
+	case strings.HasPrefix(s, "NOPERM"):
 		return rotation.Permanent(fmt.Errorf("%w (grant the rotator's own user the ACL of deploy/redis/rotator.acl)", e))
+	case strings.HasPrefix(s, "WRONGPASS") || strings.HasPrefix(s, "NOAUTH"):
+		return rotation.Permanent(fmt.Errorf("%w (the server refuses the admin URL's user %q and password: check the admin URL and that user's password and on/off state)", e, r.opts.Username))
 	}
 	return e
 }

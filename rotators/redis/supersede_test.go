@@ -112,3 +112,37 @@ func TestSupersededAdminClientCloses(t *testing.T) {
 	defer r.Close()
 	require.NoError(t, call(r))
 }
+
+// TestAdminPasswordRefusedSaysSo: the admin password was changed under
+// the shared client (an operator's change, the URL not updated yet):
+// the connections it holds keep working, and once one must be opened
+// again the error says that the admin URL's credentials are refused
+// (permanent), not that the admin lacks ACL rights, and never holds
+// the password.
+func TestAdminPasswordRefusedSaysSo(t *testing.T) {
+	su := superuser(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin, pw := leastPrivilegeAdmin(t, su)
+	user, _ := newUser(t, su)
+	pools := redis.NewPools()
+	t.Cleanup(pools.Close)
+	r := newRotator(t, user, "redis://"+admin+":"+pw+"@"+redisAddr+"/0", redis.WithPools(pools))
+	call := func() error {
+		return r.Discard(ctx, rotation.DiscardRequest{SecretID: "c", New: rotation.CredentialMeta{Username: user, KeyID: "sha256:0000000000000000"},
+			Current: rotation.CredentialMeta{Username: user, KeyID: "sha256:1111111111111111"}, Fence: rotation.Fence{Token: 1, RunID: "r"}})
+	}
+	require.NoError(t, call())
+	require.NoError(t, su.Do(ctx, "ACL", "SETUSER", admin, "resetpass", "#"+sha("another-"+randHex(t, 8))).Err())
+	require.NoError(t, call(), "an open connection stays authenticated")
+	for _, id := range connectionsOf(t, su, admin) {
+		require.NoError(t, su.ClientKillByFilter(ctx, "ID", id).Err())
+	}
+	err := call()
+	require.Error(t, err)
+	require.True(t, rotation.IsPermanent(err), "%v", err)
+	require.ErrorContains(t, err, "WRONGPASS")
+	require.ErrorContains(t, err, "admin URL")
+	require.NotContains(t, err.Error(), "rotator.acl", "a refused password is not a missing ACL right")
+	require.NotContains(t, err.Error(), pw)
+}
