@@ -53,6 +53,16 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("defaults:\n  grace: &g 30s\nstores: [{name: local, files: {dir: out}}]\nsecrets:\n  - {id: t/t1, grace: &g 45s, class: admin_token, rotator: {token: {}}, publish: [{store: local, path: t/t1}]}\n  - " + two + "\nnotify:\n  remind_before: *g\n"))
 	f.Add([]byte("stores: [{name: local, files: {dir: out}}]\nsecrets: [{id: t/t1, description: a\n\t, class: admin_token, rotator: {token: {}}, publish: [{store: local, path: t/t1}]},\n  " + two + "]\n"))
 
+	// Shared documents and management_secret across pieces (attack10):
+	// valid, then a field owned twice and a key that names no secret.
+	across := attackHeader +
+		tokenAt("s/a", "{store: local, path: s.json, fields: {token: t}}") + apiWith("k/a", "f/f2") +
+		tokenAt("f/f1", "{store: local, path: f1.json}") + tokenAt("f/f2", "{store: v1, path: app, fields: {token: x, key_id: y}}") +
+		tokenAt("s/b", "{store: local2, path: ./s.json, fields: {token: u}}") + apiWith("k/b", "k/a") +
+		tokenAt("s/c", "{store: v2, path: app/, fields: {token: z}}")
+	f.Add([]byte(across))
+	f.Add([]byte(strings.Replace(across, "fields: {token: u}", "fields: {token: t}", 1)))
+	f.Add([]byte(strings.Replace(across, "management_secret: k/a", "management_secret: k/nosuch", 1)))
 	// Pieces of 2 secrets, so that what is checked across pieces is
 	// checked on small inputs.
 	f.Cleanup(SetPieceSizes(streamMin, 2))

@@ -186,6 +186,16 @@ func FuzzLoadReuse(f *testing.F) {
 	f.Add([]byte(base), uint(i), uint(strings.Index(base[i+1:], "  - ")+1), []byte(""))
 	f.Add([]byte(base), uint(i), uint(0), []byte("  - {id: db/p00000, class: api_key, rotator: {token: {}}, publish: [{store: local, path: x/new}]}\n"))
 	f.Add([]byte(base), uint(strings.Index(base, "rotator: {token: {length: 40}}")), uint(0), []byte("description: &a x\n    "))
+	// Shared documents and management_secret across pieces (attack10).
+	across := attackHeader +
+		tokenAt("s/a", "{store: local, path: s.json, fields: {token: t}}") + apiWith("k/a", "f/f2") +
+		tokenAt("f/f1", "{store: local, path: f1.json}") + tokenAt("f/f2", "{store: v1, path: app, fields: {token: x, key_id: y}}") +
+		tokenAt("s/b", "{store: local2, path: ./s.json, fields: {token: u}}") + apiWith("k/b", "k/a") +
+		tokenAt("s/c", "{store: v2, path: app/, fields: {token: z}}") + tokenAt("f/f3", "{store: local, path: f3.json}")
+	f.Add([]byte(across), uint(strings.Index(across, "token: u")), uint(8), []byte("token: t"))
+	f.Add([]byte(across), uint(strings.Index(across, "id: f/f2")), uint(8), []byte("id: f/f9"))
+	f.Add([]byte(across), uint(strings.Index(across, ", fields: {token: z}")), uint(20), []byte(""))
+	f.Add([]byte(across), uint(strings.Index(across, "  - {id: s/a")), uint(0), []byte(tokenAt("s/d", "{store: local, path: s.json, fields: {token: d}}")))
 	// Lists in flow style (flow_test.go).
 	for _, flow := range []string{jsonFile(f, 8, true), jsonFile(f, 8, false), yamlFlowFile(9)} {
 		f.Add([]byte(flow), uint(0), uint(0), []byte(""))

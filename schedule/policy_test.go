@@ -72,3 +72,39 @@ func TestRulesCompileOnce(t *testing.T) {
 	require.Len(t, locs, 3, "Europe/Berlin, Asia/Tokyo and America/New_York")
 	require.Len(t, crons, 4)
 }
+
+// TestRulesCronPerSpelling: schedules that differ only by blanks or a
+// zone prefix (CRON_TZ=, TZ=) are each parsed as written, not taken from
+// another's entry in Rules' cache: each rule is due when the rule of its
+// own schedule, parsed alone, is.
+func TestRulesCronPerSpelling(t *testing.T) {
+	specs := []string{"0 3 * * *", " 0 3 * * *", "0 3 * * * ", "CRON_TZ=Asia/Tokyo 0 3 * * *", "TZ=America/New_York 0 3 * * *",
+		"CRON_TZ=Asia/Tokyo  0 3 * * *", "0  3 * * *"}
+	var b strings.Builder
+	b.WriteString("version: 1\nstores:\n  - {name: local, files: {dir: out}}\nsecrets:\n")
+	for i, spec := range specs {
+		// Two secrets per schedule, with windows of their own: rules of
+		// their own that share the parsed schedule.
+		for k := range 2 {
+			fmt.Fprintf(&b, "  - {id: c/c%d-%d, class: admin_token, cron: '%s', rotator: {token: {}}, publish: [{store: local, path: c%d-%d}], window: {days: [mon, wed, fri], hours: '0%d:00-23:00'}}\n",
+				i, k, spec, i, k, k)
+		}
+	}
+	f, err := policy.Parse("policies.yaml", []byte(b.String()))
+	require.NoError(t, err)
+	rules, err := Rules(f)
+	require.NoError(t, err)
+	last := time.Date(2026, 11, 20, 13, 7, 0, 0, time.UTC)
+	now := time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC)
+	for _, s := range f.Secrets {
+		set := f.Settings(s)
+		alone := *rules[s.ID]
+		alone.Cron, err = ParseCron(set.Cron)
+		require.NoError(t, err)
+		want, _, err := alone.Next(s.ID, last, now)
+		require.NoError(t, err)
+		got, _, err := rules[s.ID].Next(s.ID, last, now)
+		require.NoError(t, err)
+		require.True(t, want.Equal(got), "%s (%q): due %v, its schedule alone %v", s.ID, set.Cron, got, want)
+	}
+}
