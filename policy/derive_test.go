@@ -88,6 +88,8 @@ const sharedBase = `stores:
     vault: {address: "http://127.0.0.1:8200"}
   - name: raw
     files: {dir: out, format: raw}
+  - name: aws
+    awssm: {region: eu-central-1}
 secrets:
   - id: db/postgres
     class: database
@@ -117,7 +119,7 @@ func TestSharedFields(t *testing.T) {
 
 	for _, tc := range []struct{ name, pg, api, want string }{
 		{"one field owned twice", pgOK, `      - {store: vault, path: ai-tg-bot/prod, fields: {api_key: db_password}}`,
-			`policies.yaml:20:64: secrets[1].publish[0].fields.api_key: field "db_password" of store "vault", path "ai-tg-bot/prod" is already owned by policies.yaml:15:9 (secrets[0].publish[0]): two secrets may not own one field`},
+			`policies.yaml:22:64: secrets[1].publish[0].fields.api_key: field "db_password" of store "vault", path "ai-tg-bot/prod" is already owned by policies.yaml:17:9 (secrets[0].publish[0]): two secrets may not own one field`},
 		{"metadata collision", `      - {store: vault, path: ai-tg-bot/prod, fields: {password: rotator.db}}`, apiOK,
 			`secrets[0].publish[0].fields.password: document field "rotator.db" collides with rotator's metadata fields`},
 		{"secret not published", `      - {store: vault, path: ai-tg-bot/prod, fields: {username: db_user}}`, apiOK,
@@ -132,6 +134,12 @@ func TestSharedFields(t *testing.T) {
 			`secret "db/postgres" already publishes into store "vault", path "ai-tg-bot/prod"`},
 		{"raw files", `      - {store: raw, path: x, fields: {password: db_password}}`, apiOK,
 			`secrets[0].publish[0].fields: store "raw" has format raw`},
+		// An AWS secret's ARN and its name are one document (the gap the
+		// streamed loader's fault campaign found in both loaders).
+		{"one AWS field owned twice, by name and by ARN",
+			`      - {store: aws, path: ai-tg-bot/prod, fields: {password: db_password}}`,
+			`      - {store: aws, path: "arn:aws:secretsmanager:eu-central-1:123456789012:secret:ai-tg-bot/prod-Ab12Cd", fields: {api_key: db_password}}`,
+			`field "db_password" of store "aws", path "arn:aws:secretsmanager:eu-central-1:123456789012:secret:ai-tg-bot/prod-Ab12Cd" is already owned by policies.yaml:17:9 (secrets[0].publish[0]): two secrets may not own one field`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("policies.yaml", []byte(fmt.Sprintf(sharedBase, tc.pg, tc.api)))

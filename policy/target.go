@@ -58,14 +58,51 @@ func (f *File) publishTarget(s *StoreSpec, pub *PublishSpec) (t target, ok bool)
 			endpoint = normalURL(s.AWSSM.Endpoint)
 		}
 		// Secrets Manager names are taken as written: "./x" and "x" are
-		// two secrets there.
-		desc := fmt.Sprintf("AWS Secrets Manager secret %q in region %s", pub.Path, region)
+		// two secrets there. A secret's ARN is its name spelled another
+		// way (awsARNName).
+		name := pub.Path
+		if n, ok := awsARNName(pub.Path); ok {
+			name = n
+		}
+		desc := fmt.Sprintf("AWS Secrets Manager secret %q in region %s", name, region)
 		if endpoint != "AWS" {
 			desc += " at " + endpoint
 		}
-		return target{key: strings.Join([]string{"awssm", region, endpoint, pub.Path}, "\x00"), desc: desc}, true
+		return target{key: strings.Join([]string{"awssm", region, endpoint, name}, "\x00"), desc: desc}, true
 	}
 	return target{}, false
+}
+
+// awsARNName is the name a Secrets Manager ARN names
+// (arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME), ok false when
+// path is not such an ARN. A complete ARN ends in "-" and six characters
+// AWS adds to the name; they are dropped, so that the complete ARN, the
+// partial one and the name are one place. The comparison errs towards
+// one place: the partial ARN of a secret whose name itself ends in "-"
+// and six letters or digits is taken for a shorter name (two entries
+// that may write to one secret are refused; spelling both the same way
+// is the way out). The ARN's region and account are not compared: the
+// store's region is the one its calls go to.
+func awsARNName(path string) (string, bool) {
+	parts := strings.SplitN(path, ":", 7)
+	if len(parts) != 7 || parts[0] != "arn" || parts[2] != "secretsmanager" || parts[5] != "secret" || parts[6] == "" {
+		return "", false
+	}
+	name := parts[6]
+	if i := len(name) - 7; i > 0 && name[i] == '-' && isAlnum(name[i+1:]) {
+		name = name[:i]
+	}
+	return name, true
+}
+
+// isAlnum reports whether s is ASCII letters and digits only.
+func isAlnum(s string) bool {
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // normalURL lowercases a URL's scheme and host, drops a default port and

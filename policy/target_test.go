@@ -113,6 +113,28 @@ func TestParsePublishTargets(t *testing.T) {
 			a:      [2]string{"a1", "./x"}, b: [2]string{"a1", "x"},
 		},
 		{
+			name:   "AWS: a name and the secret's complete ARN",
+			stores: [2]string{"{name: a1, awssm: {region: eu-central-1}}", "{name: a2, awssm: {region: eu-west-1}}"},
+			a:      [2]string{"a1", "prod/db"}, b: [2]string{"a1", "arn:aws:secretsmanager:eu-central-1:123456789012:secret:prod/db-AbC123"},
+			want: `store "a1", path "arn:aws:secretsmanager:eu-central-1:123456789012:secret:prod/db-AbC123" is already published to at p.yaml:8:15 (secrets[0].publish[0], as store "a1", path "prod/db"): both are AWS Secrets Manager secret "prod/db" in region eu-central-1; two publish entries may not write to one place`,
+		},
+		{
+			name:   "AWS: a partial ARN and the name",
+			stores: [2]string{"{name: a1, awssm: {region: eu-central-1}}", "{name: a2, awssm: {region: eu-central-1}}"},
+			a:      [2]string{"a1", "arn:aws:secretsmanager:eu-central-1:123456789012:secret:app"}, b: [2]string{"a2", "app"},
+			want: `store "a2", path "app" is already published to at p.yaml:8:15 (secrets[0].publish[0], as store "a1", path "arn:aws:secretsmanager:eu-central-1:123456789012:secret:app"): both are AWS Secrets Manager secret "app" in region eu-central-1; two publish entries may not write to one place`,
+		},
+		{
+			name:   "AWS: the ARNs of two names",
+			stores: [2]string{"{name: a1, awssm: {region: eu-central-1}}", "{name: a2, awssm: {region: eu-central-1}}"},
+			a:      [2]string{"a1", "arn:aws:secretsmanager:eu-central-1:123456789012:secret:app-AbC123"}, b: [2]string{"a2", "arn:aws:secretsmanager:eu-central-1:123456789012:secret:app2-AbC123"},
+		},
+		{
+			name:   "AWS: an ARN of another service is a name",
+			stores: [2]string{"{name: a1, awssm: {region: eu-central-1}}", "{name: a2, awssm: {region: eu-central-1}}"},
+			a:      [2]string{"a1", "arn:aws:ssm:eu-central-1:123456789012:secret:app"}, b: [2]string{"a2", "app"},
+		},
+		{
 			name:   "one path in two kinds of store",
 			stores: [2]string{"{name: local, files: {dir: out}}", "{name: v, vault: {}}"},
 			a:      [2]string{"local", "x"}, b: [2]string{"v", "x"},
