@@ -19,6 +19,7 @@ import (
 	driver "github.com/go-sql-driver/mysql"
 
 	"github.com/rotator/rotator/internal/secret"
+	"github.com/rotator/rotator/internal/sharedpool"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
 )
@@ -47,7 +48,8 @@ type Rotator struct {
 
 	rnd    io.Reader
 	logger *slog.Logger
-	pools  *Pools // shared admin pools (WithPools); nil: a pool of its own
+	pools  *Pools                        // shared admin pools (WithPools); nil: a pool of its own
+	shared *sharedpool.Entry[*adminPool] // the shared pool taken, which Close releases
 
 	mu     sync.Mutex
 	pool   *adminPool // the admin pool, from pools or its own, on first use
@@ -151,7 +153,7 @@ func New(spec *policy.MySQLSpec, adminDSN secret.Value, opts ...Option) (*Rotato
 		adminUser:  cfg.User,
 		adminPass:  cfg.Passwd,
 		adminCfg:   cfg,
-		poolKey:    dsnKey(adminDSN.Reveal()),
+		poolKey:    sharedpool.Key(adminDSN.Reveal()),
 		loginCfg:   login,
 		rnd:        rand.Reader,
 		logger:     slog.Default(),
@@ -175,15 +177,14 @@ func New(spec *policy.MySQLSpec, adminDSN secret.Value, opts ...Option) (*Rotato
 // rotator refuses calls after Close.
 func (r *Rotator) Close() {
 	r.mu.Lock()
-	a := r.pool
-	r.pool, r.closed = nil, true
+	a, e := r.pool, r.shared
+	r.pool, r.shared, r.closed = nil, nil, true
 	r.mu.Unlock()
 	switch {
-	case a == nil:
-	case r.pools == nil:
+	case e != nil:
+		r.pools.set.Release(e)
+	case a != nil:
 		a.close()
-	default:
-		r.pools.release(a)
 	}
 }
 
@@ -206,7 +207,10 @@ func (r *Rotator) admin(ctx context.Context) (*sql.DB, error) {
 			err error
 		)
 		if r.pools != nil {
-			a, err = r.pools.get(r.poolKey, r.adminCfg)
+			var e *sharedpool.Entry[*adminPool]
+			if e, err = r.pools.get(r.poolKey, r.adminCfg); err == nil {
+				a, r.shared = e.Pool, e
+			}
 		} else {
 			a, err = newAdminPool(r.adminCfg, ownMaxConns)
 		}

@@ -2,7 +2,6 @@ package mysql
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 
 	driver "github.com/go-sql-driver/mysql"
 
+	"github.com/rotator/rotator/internal/sharedpool"
 	"github.com/rotator/rotator/rotation"
 )
 
@@ -21,27 +21,19 @@ import (
 // process (cmd/rotator's wiring does) and pass it with WithPools; Close
 // closes them all. The zero value is not usable: call NewPools.
 //
-// The map is keyed by the SHA-256 of the DSN: it holds no plaintext DSN.
-// A pooled connection carries no state from one secret to the next: the
-// only session state the rotator creates is the fence's named lock,
-// taken and released on a connection of its own (see fenced).
-//
-// A DSN replaced by another of the same server, user and database (an
-// operator changed the admin password: the wiring resolves the DSN at
-// each target) is superseded: its pool leaves the map and is closed when
-// the last rotator that used it is closed, instead of living, with its
-// sessions authenticated with the old password, until Close (a daemon
-// generation's end).
+// The set is keyed by the SHA-256 of the DSN and a DSN replaced by
+// another of the same server, user and database closes with its last
+// rotator (internal/sharedpool). A pooled connection carries no state
+// from one secret to the next: the only session state the rotator
+// creates is the fence's named lock, taken and released on a connection
+// of its own (see fenced).
 type Pools struct {
-	mu      sync.Mutex
-	m       map[[32]byte]*adminPool
-	retired map[*adminPool]struct{} // superseded, still used by a rotator
-	closed  bool
+	set *sharedpool.Set[*adminPool]
 }
 
 // NewPools returns an empty set of shared pools.
 func NewPools() *Pools {
-	return &Pools{m: map[[32]byte]*adminPool{}, retired: map[*adminPool]struct{}{}}
+	return &Pools{set: sharedpool.New((*adminPool).close, errPoolsClosed)}
 }
 
 // SharedMaxConns bounds the connections of a shared admin pool: admin
@@ -55,9 +47,6 @@ const ownMaxConns = 3
 // errPoolsClosed is returned by a rotator whose shared pools were closed.
 var errPoolsClosed = errors.New("mysql admin connection pools are closed")
 
-// dsnKey is the map key of a DSN: its SHA-256, never the DSN.
-func dsnKey(dsn string) [32]byte { return sha256.Sum256([]byte(dsn)) }
-
 // identity names what a DSN connects to and as whom, without its
 // password.
 func identity(cfg *driver.Config) string {
@@ -65,83 +54,15 @@ func identity(cfg *driver.Config) string {
 }
 
 // get returns the pool of the DSN whose key is key and config cfg,
-// creating it on first use, for one more rotator (release it with
-// release). Creating a pool does no I/O. A pool of another DSN with the
-// same identity is superseded.
-func (p *Pools) get(key [32]byte, cfg *driver.Config) (*adminPool, error) {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return nil, errPoolsClosed
-	}
-	if a, ok := p.m[key]; ok {
-		a.users++
-		p.mu.Unlock()
-		return a, nil
-	}
-	a, err := newAdminPool(cfg, SharedMaxConns)
-	if err != nil {
-		p.mu.Unlock()
-		return nil, err
-	}
-	a.identity, a.users = identity(cfg), 1
-	var unused []*adminPool
-	for k, o := range p.m {
-		if o.identity != a.identity {
-			continue
-		}
-		delete(p.m, k)
-		o.superseded = true
-		if o.users == 0 {
-			unused = append(unused, o)
-		} else {
-			p.retired[o] = struct{}{}
-		}
-	}
-	p.m[key] = a
-	p.mu.Unlock()
-	for _, o := range unused {
-		o.close()
-	}
-	return a, nil
-}
-
-// release ends one rotator's use of a; a superseded pool closes with its
-// last user.
-func (p *Pools) release(a *adminPool) {
-	p.mu.Lock()
-	a.users--
-	last := a.superseded && a.users == 0 && !p.closed
-	if last {
-		delete(p.retired, a)
-	}
-	p.mu.Unlock()
-	if last {
-		a.close()
-	}
+// creating it on first use (no I/O), for one more rotator (Rotator.Close
+// releases it).
+func (p *Pools) get(key [32]byte, cfg *driver.Config) (*sharedpool.Entry[*adminPool], error) {
+	return p.set.Get(key, identity(cfg), func() (*adminPool, error) { return newAdminPool(cfg, SharedMaxConns) })
 }
 
 // Close closes every pool. A rotator that still uses one gets a
 // permanent error from its next call.
-func (p *Pools) Close() {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return
-	}
-	var pools []*adminPool
-	for _, a := range p.m {
-		pools = append(pools, a)
-	}
-	for a := range p.retired {
-		pools = append(pools, a)
-	}
-	p.m, p.retired, p.closed = map[[32]byte]*adminPool{}, map[*adminPool]struct{}{}, true
-	p.mu.Unlock()
-	for _, a := range pools {
-		a.close()
-	}
-}
+func (p *Pools) Close() { p.set.Close() }
 
 // WithPools makes the rotator take its admin pool from shared pools (its
 // Close then leaves the pool open; Pools.Close closes it).
@@ -152,13 +73,6 @@ func WithPools(p *Pools) Option { return func(x *Rotator) { x.pools = p } }
 // rotator.
 type adminPool struct {
 	db *sql.DB
-
-	// Shared pools only, guarded by Pools.mu: the DSN without its
-	// password, the rotators that took the pool and have not been
-	// closed, and whether a newer DSN of the same identity replaced it.
-	identity   string
-	users      int
-	superseded bool
 
 	mu       sync.Mutex
 	closed   bool

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rotator/rotator/internal/dsn"
 	"github.com/rotator/rotator/internal/secret"
+	"github.com/rotator/rotator/internal/sharedpool"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
 )
@@ -43,8 +44,9 @@ type Rotator struct {
 	mu     sync.Mutex
 	pool   *pgxpool.Pool
 	closed bool
-	pools  *Pools // shared admin pools (WithPools), nil: a pool of its own
-	dsn    string // the admin DSN, to key the shared pool
+	pools  *Pools                           // shared admin pools (WithPools), nil: a pool of its own
+	shared *sharedpool.Entry[*pgxpool.Pool] // the shared pool taken, which Close releases
+	dsn    string                           // the admin DSN, to key the shared pool
 }
 
 var _ rotation.Rotator = (*Rotator)(nil)
@@ -174,14 +176,19 @@ func New(spec *policy.PostgresSpec, adminDSN secret.Value, opts ...Option) (*Rot
 	return r, nil
 }
 
-// Close releases the admin connections. The Rotator must not be used
+// Close releases the admin connections: its own pool's, or its share of
+// the shared pool (WithPools), which closes with it only when its DSN was
+// superseded and this was its last rotator. The Rotator must not be used
 // afterwards.
 func (r *Rotator) Close() {
 	r.mu.Lock()
-	p := r.pool
-	r.pool, r.closed = nil, true
+	p, e := r.pool, r.shared
+	r.pool, r.shared, r.closed = nil, nil, true
 	r.mu.Unlock()
-	if p != nil && r.pools == nil {
+	switch {
+	case e != nil:
+		r.pools.set.Release(e)
+	case p != nil:
 		p.Close()
 	}
 }
@@ -199,7 +206,10 @@ func (r *Rotator) admin(ctx context.Context) (*pgxpool.Conn, error) {
 		var p *pgxpool.Pool
 		var err error
 		if r.pools != nil {
-			p, err = r.pools.get(r.dsn, r.poolCfg)
+			var e *sharedpool.Entry[*pgxpool.Pool]
+			if e, err = r.pools.get(r.dsn, r.poolCfg); err == nil {
+				p, r.shared = e.Pool, e
+			}
 		} else {
 			p, err = pgxpool.NewWithConfig(context.Background(), r.poolCfg)
 		}

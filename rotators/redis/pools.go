@@ -1,12 +1,12 @@
 package redis
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"sync"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/rotator/rotator/internal/sharedpool"
 )
 
 // Pools shares admin clients between the rotators of users on the same
@@ -32,23 +32,12 @@ import (
 // keeping connections authenticated with the old password open until
 // Close (a daemon generation's end).
 type Pools struct {
-	mu      sync.Mutex
-	m       map[[32]byte]*sharedClient
-	retired map[*sharedClient]struct{} // superseded, still used by a rotator
-	closed  bool
-}
-
-// sharedClient is one admin URL's client and how many rotators use it.
-type sharedClient struct {
-	c          *goredis.Client
-	identity   string // server, user, database: the URL without its password
-	users      int    // rotators built on it and not closed
-	superseded bool
+	set *sharedpool.Set[*goredis.Client]
 }
 
 // NewPools returns an empty set of shared admin clients.
 func NewPools() *Pools {
-	return &Pools{m: map[[32]byte]*sharedClient{}, retired: map[*sharedClient]struct{}{}}
+	return &Pools{set: sharedpool.New(func(c *goredis.Client) { _ = c.Close() }, errPoolsClosed)}
 }
 
 // SharedPoolSize bounds the connections of a shared admin client when
@@ -60,9 +49,6 @@ const SharedPoolSize = 8
 // after Close.
 var errPoolsClosed = errors.New("redis admin clients are closed")
 
-// urlKey is the map key of an admin URL: its SHA-256, never the URL.
-func urlKey(u string) [32]byte { return sha256.Sum256([]byte(u)) }
-
 // identity names what an admin URL connects to and as whom, without its
 // password.
 func identity(o *goredis.Options) string {
@@ -70,56 +56,11 @@ func identity(o *goredis.Options) string {
 }
 
 // get returns the client of the admin URL whose key is key and options
-// o, creating it on first use, for one more rotator (release it with
-// release). Creating a client does no I/O. A client of another URL with
-// the same identity is superseded.
-func (p *Pools) get(key [32]byte, o *goredis.Options) (*sharedClient, error) {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return nil, errPoolsClosed
-	}
-	if s, ok := p.m[key]; ok {
-		s.users++
-		p.mu.Unlock()
-		return s, nil
-	}
-	id := identity(o)
-	var unused []*goredis.Client
-	for k, s := range p.m {
-		if s.identity != id {
-			continue
-		}
-		delete(p.m, k)
-		s.superseded = true
-		if s.users == 0 {
-			unused = append(unused, s.c)
-		} else {
-			p.retired[s] = struct{}{}
-		}
-	}
-	s := &sharedClient{c: goredis.NewClient(sharedOptions(o)), identity: id, users: 1}
-	p.m[key] = s
-	p.mu.Unlock()
-	for _, c := range unused {
-		_ = c.Close()
-	}
-	return s, nil
-}
-
-// release ends one rotator's use of s; a superseded client closes with
-// its last user.
-func (p *Pools) release(s *sharedClient) {
-	p.mu.Lock()
-	s.users--
-	last := s.superseded && s.users == 0 && !p.closed
-	if last {
-		delete(p.retired, s)
-	}
-	p.mu.Unlock()
-	if last {
-		_ = s.c.Close()
-	}
+// o, creating it on first use (no I/O), for one more rotator
+// (Rotator.Close releases it). A client of another URL with the same
+// identity is superseded.
+func (p *Pools) get(key [32]byte, o *goredis.Options) (*sharedpool.Entry[*goredis.Client], error) {
+	return p.set.Get(key, identity(o), func() (*goredis.Client, error) { return goredis.NewClient(sharedOptions(o)), nil })
 }
 
 // sharedOptions are o bounded for sharing: at most pool_size
@@ -143,25 +84,7 @@ func sharedOptions(o *goredis.Options) *goredis.Options {
 
 // Close closes every client. A rotator that still uses one gets
 // "redis: client is closed" from its next call.
-func (p *Pools) Close() {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return
-	}
-	var clients []*goredis.Client
-	for _, s := range p.m {
-		clients = append(clients, s.c)
-	}
-	for s := range p.retired {
-		clients = append(clients, s.c)
-	}
-	p.m, p.retired, p.closed = map[[32]byte]*sharedClient{}, map[*sharedClient]struct{}{}, true
-	p.mu.Unlock()
-	for _, c := range clients {
-		_ = c.Close()
-	}
-}
+func (p *Pools) Close() { p.set.Close() }
 
 // WithPools makes the rotator take its admin client from shared clients
 // (its Close then leaves the client open; Pools.Close closes it). A

@@ -16,6 +16,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/rotator/rotator/internal/secret"
+	"github.com/rotator/rotator/internal/sharedpool"
 	"github.com/rotator/rotator/policy"
 	"github.com/rotator/rotator/rotation"
 )
@@ -50,8 +51,8 @@ type Rotator struct {
 	rnd      io.Reader
 	logger   *slog.Logger
 	hooks    []goredis.Hook
-	pools    *Pools        // shared admin clients (WithPools); nil: a client of its own
-	shared   *sharedClient // admin is this shared client, which Close releases
+	pools    *Pools                             // shared admin clients (WithPools); nil: a client of its own
+	shared   *sharedpool.Entry[*goredis.Client] // admin is this shared client, which Close releases
 	closing  sync.Once
 }
 
@@ -131,11 +132,11 @@ func New(spec *policy.RedisSpec, adminURL secret.Value, opts ...Option) (*Rotato
 		f(r)
 	}
 	if r.pools != nil && len(r.hooks) == 0 {
-		c, err := r.pools.get(urlKey(adminURL.Reveal()), o)
+		c, err := r.pools.get(sharedpool.Key(adminURL.Reveal()), o)
 		if err != nil {
 			return nil, fmt.Errorf("redis user %q at %s: %w", r.user, o.Addr, err)
 		}
-		r.admin, r.shared = c.c, c
+		r.admin, r.shared = c.Pool, c
 		return r, nil
 	}
 	r.admin = goredis.NewClient(o)
@@ -151,7 +152,7 @@ func New(spec *policy.RedisSpec, adminURL secret.Value, opts ...Option) (*Rotato
 func (r *Rotator) Close() {
 	r.closing.Do(func() {
 		if r.shared != nil {
-			r.pools.release(r.shared)
+			r.pools.set.Release(r.shared)
 			return
 		}
 		_ = r.admin.Close()
